@@ -1,0 +1,15 @@
+//! Cairn's wire protocol: protobuf messages and gRPC service stubs generated
+//! from `proto/`, shared by the node, the client library and the tools.
+
+/// `cairn.kv.v1`: the key-value API.
+pub mod kv {
+    /// Version 1 of the key-value API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("cairn.kv.v1");
+    }
+}
+
+/// Encoded `FileDescriptorSet` of every Cairn proto, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cairn_descriptor.bin"));
