@@ -1,0 +1,291 @@
+//! The storage engine: one RocksDB instance per node.
+//!
+//! Column families (see [`keys`] for their key layouts):
+//! - `data`: user keys and their [`record::Record`]s, prefixed by shard.
+//! - `ttl`: expiry index, so expired keys are found without a full scan.
+//! - `meta`: cluster identity and each shard's state-machine state.
+//! - `raft`: reserved for the replicated log (empty on a single node).
+//!
+//! This layer knows nothing about gRPC or the API: it stores bytes, guards the
+//! data directory against a second process, and reclaims expired records in
+//! compaction.
+
+pub mod keys;
+pub mod record;
+mod ttl_filter;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
+    SingleThreaded, WriteBatch, WriteOptions,
+};
+
+pub use ttl_filter::ShardClocks;
+
+/// The RocksDB handle type used by Cairn.
+pub type Db = rocksdb::DBWithThreadMode<SingleThreaded>;
+
+/// Column family of user data.
+pub const CF_DATA: &str = "data";
+/// Column family of the expiry index.
+pub const CF_TTL: &str = "ttl";
+/// Column family of node and shard metadata.
+pub const CF_META: &str = "meta";
+/// Column family reserved for Raft log entries.
+pub const CF_RAFT: &str = "raft";
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Another process holds the data directory.
+    #[error(
+        "data directory {dir} is in use by another cairn-node process ({holder}); stop it or choose another --data-dir"
+    )]
+    Locked {
+        /// The contested directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// An I/O error outside RocksDB (directory creation, lock file).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// RocksDB reported an error.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// Bytes on disk do not decode.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The data directory was created with settings that conflict with the configuration.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Whether a write is acknowledged before or after its WAL is on stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    /// fsync the WAL before acknowledging (group commit shares one fsync among
+    /// all writes queued at the time). Survives process and machine crashes.
+    #[default]
+    Fsync,
+    /// Write the WAL to the OS page cache only. Survives a process crash but a
+    /// power loss or kernel crash can lose the last acknowledged writes.
+    Buffered,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fsync" => Ok(Self::Fsync),
+            "buffered" => Ok(Self::Buffered),
+            other => Err(format!(
+                "unknown sync mode {other:?}; expected fsync or buffered"
+            )),
+        }
+    }
+}
+
+/// Tuning for [`Engine::open`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Directory holding the RocksDB files and the lock file.
+    pub data_dir: PathBuf,
+    /// Block cache capacity in bytes (shared by all column families).
+    pub block_cache_bytes: usize,
+    /// Row cache capacity in bytes; 0 disables it.
+    pub row_cache_bytes: usize,
+    /// Durability of acknowledged writes.
+    pub sync: SyncMode,
+}
+
+/// An open storage engine. Cloning shares the same database.
+#[derive(Clone)]
+pub struct Engine {
+    db: Arc<Db>,
+    clocks: Arc<ShardClocks>,
+    sync: SyncMode,
+    block_cache: Cache,
+    _lock: Arc<DirLock>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database in `opts.data_dir`.
+    ///
+    /// # Errors
+    /// [`StorageError::Locked`] when another process uses the directory, or any
+    /// I/O or RocksDB error while opening.
+    pub fn open(opts: &EngineOptions) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(&opts.data_dir).map_err(|source| StorageError::Io {
+            context: format!("creating data directory {}", opts.data_dir.display()),
+            source,
+        })?;
+        let lock = DirLock::acquire(&opts.data_dir)?;
+        let clocks = Arc::new(ShardClocks::default());
+
+        let block_cache = Cache::new_lru_cache(opts.block_cache_bytes.max(1 << 20));
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(4);
+        db_opts.set_bytes_per_sync(1 << 20);
+        if opts.row_cache_bytes > 0 {
+            db_opts.set_row_cache(&Cache::new_lru_cache(opts.row_cache_bytes));
+        }
+
+        let table_opts = |bloom: bool| {
+            let mut t = BlockBasedOptions::default();
+            t.set_block_cache(&block_cache);
+            if bloom {
+                t.set_bloom_filter(10.0, false);
+            }
+            t.set_cache_index_and_filter_blocks(true);
+            t
+        };
+        let mut data_opts = Options::default();
+        data_opts.set_block_based_table_factory(&table_opts(true));
+        data_opts.set_compression_type(DBCompressionType::Lz4);
+        data_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        data_opts.set_compaction_filter("cairn-ttl", ttl_filter::filter(clocks.clone()));
+        let mut small_opts = Options::default();
+        small_opts.set_block_based_table_factory(&table_opts(false));
+
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_DATA, data_opts),
+            ColumnFamilyDescriptor::new(CF_TTL, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_META, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_RAFT, small_opts),
+        ];
+        let db = Db::open_cf_descriptors(&db_opts, opts.data_dir.join("db"), cfs)?;
+        Ok(Self {
+            db: Arc::new(db),
+            clocks,
+            sync: opts.sync,
+            block_cache,
+            _lock: Arc::new(lock),
+        })
+    }
+
+    /// The raw database, for the layers above that iterate and snapshot.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Per-shard applied clocks shared with the TTL compaction filter.
+    pub fn clocks(&self) -> &Arc<ShardClocks> {
+        &self.clocks
+    }
+
+    /// The handle of column family `name`.
+    ///
+    /// # Errors
+    /// [`StorageError::Corrupt`] if the family is missing (the open created all of them).
+    pub fn cf(&self, name: &str) -> Result<&ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| StorageError::Corrupt(format!("column family {name} is missing")))
+    }
+
+    /// Reads a value from the `meta` column family.
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn get_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_META)?, key)?)
+    }
+
+    /// Writes `batch` atomically with the configured durability.
+    ///
+    /// # Errors
+    /// RocksDB errors; on error nothing of the batch is visible.
+    pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync == SyncMode::Fsync);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Flushes and syncs the WAL (used at shutdown in buffered mode).
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn sync_wal(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Bytes currently held by the block cache.
+    pub fn block_cache_usage(&self) -> usize {
+        self.block_cache.get_usage()
+    }
+
+    /// Forces a full compaction of the `data` column family (tests and admin).
+    ///
+    /// # Errors
+    /// RocksDB errors.
+    pub fn compact_data(&self) -> Result<(), StorageError> {
+        let cf = self.cf(CF_DATA)?;
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+}
+
+/// An exclusive advisory lock on `DIR/cairn.lock`, held while the engine is open.
+struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<Self, StorageError> {
+        let path = dir.join("cairn.lock");
+        let io = |context: &str| {
+            let context = format!("{context} {}", path.display());
+            move |source: std::io::Error| StorageError::Io { context, source }
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io("opening lock file"))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "unknown pid".to_string(),
+                    pid => format!("pid {pid}"),
+                };
+                return Err(StorageError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io("locking")(e)),
+        }
+        file.set_len(0).map_err(io("truncating"))?;
+        file.rewind().map_err(io("rewinding"))?;
+        write!(file, "{}", std::process::id()).map_err(io("writing"))?;
+        Ok(Self { _file: file })
+    }
+}
