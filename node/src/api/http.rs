@@ -1,0 +1,561 @@
+//! The HTTP/JSON gateway: the key-value API for curl and simple clients.
+//!
+//! Routes (keys are percent-decoded path bytes, so `/` and any byte work):
+//! - `PUT /store` — JSON `{"key", "value", "ttl_seconds", "if_absent", "if_revision", "encoding"}`
+//! - `PUT /store/{key}` — raw body; `?ttl_seconds=&if_absent=&if_revision=&keep_ttl=`,
+//!   `If-None-Match: *`, `If-Match: "<mod_revision>"`
+//! - `GET|HEAD /store/{key}` — raw body, revision headers and an `ETag`
+//! - `DELETE /store/{key}` — 204, or 404 if absent
+//! - `UPDATE|PATCH /store/{key}` — raw body, only if the key exists (else 404)
+//! - `GET /store?prefix=&start=&end=&limit=&page_token=&keys_only=&encoding=` — JSON page
+//!
+//! Reads take `?consistency=serializable` and `?min_revision=N`. Errors are
+//! JSON `{"error": "...", "code": "..."}` with the status from [`super::status`].
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use cairn_proto::kv::v1 as pb;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use percent_encoding::percent_decode_str;
+use serde_json::{Value, json};
+
+use super::status::http_status;
+use crate::kv::{KvError, KvStore};
+use crate::metrics::Metrics;
+use crate::state_machine::ApplyError;
+
+/// Shared state of the gateway.
+#[derive(Clone)]
+struct Gateway {
+    store: KvStore,
+    metrics: Metrics,
+}
+
+/// Builds the gateway router.
+pub fn router(store: KvStore, metrics: Metrics) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(Gateway { store, metrics })
+}
+
+async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let (route, result) = gw.route(req).await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let label = format!("{method} {route}");
+    gw.metrics
+        .observe("http", &label, resp.status().as_str(), started.elapsed());
+    resp
+}
+
+/// A gateway error: a service error, optionally with its HTTP status overridden.
+struct HttpError(KvError, Option<StatusCode>);
+
+impl From<KvError> for HttpError {
+    fn from(e: KvError) -> Self {
+        Self(e, None)
+    }
+}
+
+fn error_response(e: &HttpError) -> Response {
+    let status = e.1.unwrap_or_else(|| http_status(&e.0));
+    let body = json!({"error": e.0.to_string(), "code": e.0.code()});
+    let mut resp = (status, axum::Json(body)).into_response();
+    if status == StatusCode::METHOD_NOT_ALLOWED
+        && let KvError::InvalidArgument { message, .. } = &e.0
+        && let Some(allow) = message.split("allowed: ").nth(1)
+        && let Ok(v) = HeaderValue::from_str(allow)
+    {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    resp
+}
+
+type HttpResult = Result<Response, HttpError>;
+
+fn bad(code: &'static str, message: impl Into<String>) -> HttpError {
+    HttpError(KvError::invalid(code, message), None)
+}
+
+fn not_allowed(method: &Method, allowed: &str) -> HttpError {
+    HttpError(
+        KvError::invalid(
+            "method_not_allowed",
+            format!("method {method} is not supported here; allowed: {allowed}"),
+        ),
+        Some(StatusCode::METHOD_NOT_ALLOWED),
+    )
+}
+
+const KEY_METHODS: &str = "GET, HEAD, PUT, DELETE, PATCH, UPDATE";
+
+impl Gateway {
+    async fn route(&self, req: Request) -> (&'static str, HttpResult) {
+        let path = req.uri().path().to_string();
+        if path == "/store" {
+            return ("/store", self.root(req).await);
+        }
+        let Some(raw_key) = path.strip_prefix("/store/") else {
+            let e = HttpError(
+                KvError::invalid(
+                    "no_route",
+                    format!("no route for {path}; the API lives under /store"),
+                ),
+                Some(StatusCode::NOT_FOUND),
+            );
+            return ("other", Err(e));
+        };
+        let key: Vec<u8> = percent_decode_str(raw_key).collect();
+        ("/store/{key}", self.keyed(req, key).await)
+    }
+
+    async fn root(&self, req: Request) -> HttpResult {
+        let q = query(&req)?;
+        match *req.method() {
+            Method::GET | Method::HEAD => self.list(&q).await,
+            Method::PUT => {
+                let limits = self.store.limits();
+                let limit = (limits.max_value_bytes + limits.max_key_bytes) / 3 * 4 + (64 << 10);
+                let (parts, body) = req.into_parts();
+                let body = read_body(
+                    &parts.headers,
+                    body,
+                    limit,
+                    "max-value-bytes, base64-encoded",
+                )
+                .await?;
+                self.put_json(&body).await
+            }
+            ref m => Err(not_allowed(m, "GET, HEAD, PUT")),
+        }
+    }
+
+    async fn keyed(&self, req: Request, key: Vec<u8>) -> HttpResult {
+        let q = query(&req)?;
+        let method = req.method().clone();
+        let (parts, body) = req.into_parts();
+        let headers = &parts.headers;
+        match method.as_str() {
+            "GET" | "HEAD" => self.get(key, &q, method == Method::HEAD).await,
+            "PUT" => {
+                let value = read_body(
+                    headers,
+                    body,
+                    self.store.limits().max_value_bytes,
+                    "max-value-bytes",
+                )
+                .await?;
+                let if_none_match = header_is(headers, header::IF_NONE_MATCH, "*");
+                let req = pb::PutRequest {
+                    key,
+                    value: value.to_vec(),
+                    ttl_ms: ttl_ms(&q)?,
+                    keep_ttl: flag(&q, "keep_ttl")?,
+                    if_absent: flag(&q, "if_absent")? || if_none_match,
+                    if_mod_revision: if_revision(&q, headers)?,
+                    return_previous: false,
+                };
+                match self.store.put(req).await {
+                    Ok(r) => {
+                        let status = if r.created {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        };
+                        Ok(write_response(
+                            status,
+                            r.header.as_ref(),
+                            r.kv.as_ref(),
+                            Some(r.created),
+                        ))
+                    }
+                    Err(e @ KvError::Refused(ApplyError::KeyExists { .. })) if if_none_match => {
+                        Err(HttpError(e, Some(StatusCode::PRECONDITION_FAILED)))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+            "UPDATE" | "PATCH" => {
+                let value = read_body(
+                    headers,
+                    body,
+                    self.store.limits().max_value_bytes,
+                    "max-value-bytes",
+                )
+                .await?;
+                let req = pb::UpdateRequest {
+                    key,
+                    value: value.to_vec(),
+                    ttl_ms: ttl_ms(&q)?,
+                    keep_ttl: flag(&q, "keep_ttl")?,
+                    if_mod_revision: if_revision(&q, headers)?,
+                    return_previous: false,
+                };
+                let r = self.store.update(req).await?;
+                Ok(write_response(
+                    StatusCode::OK,
+                    r.header.as_ref(),
+                    r.kv.as_ref(),
+                    None,
+                ))
+            }
+            "DELETE" => {
+                let req = pb::DeleteRequest {
+                    key: key.clone(),
+                    if_mod_revision: if_revision(&q, headers)?,
+                    return_previous: false,
+                };
+                let r = self.store.delete(req).await?;
+                if r.existed {
+                    let mut resp = StatusCode::NO_CONTENT.into_response();
+                    add_revision(&mut resp, r.header.as_ref());
+                    Ok(resp)
+                } else {
+                    Err(HttpError(
+                        KvError::Refused(ApplyError::NotFound { op_index: 0, key }),
+                        None,
+                    ))
+                }
+            }
+            _ => Err(not_allowed(&method, KEY_METHODS)),
+        }
+    }
+
+    async fn get(&self, key: Vec<u8>, q: &HashMap<String, String>, head: bool) -> HttpResult {
+        let req = pb::GetRequest {
+            key: key.clone(),
+            read: Some(read_options(q)?),
+        };
+        let r = self.store.get(&req).await?;
+        let Some(kv) = r.kv else {
+            return Err(HttpError(
+                KvError::Refused(ApplyError::NotFound { op_index: 0, key }),
+                None,
+            ));
+        };
+        let body = if head {
+            Body::empty()
+        } else {
+            Body::from(kv.value.clone())
+        };
+        let mut resp = Response::new(body);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(kv.value.len()));
+        insert_meta_headers(h, &kv);
+        add_revision(&mut resp, r.header.as_ref());
+        Ok(resp)
+    }
+
+    async fn put_json(&self, body: &Bytes) -> HttpResult {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct PutBody {
+            key: String,
+            value: String,
+            #[serde(default)]
+            ttl_seconds: u64,
+            #[serde(default)]
+            if_absent: bool,
+            #[serde(default)]
+            if_revision: Option<u64>,
+            #[serde(default)]
+            encoding: Option<String>,
+        }
+        let b: PutBody = serde_json::from_slice(body)
+            .map_err(|e| bad("bad_json", format!("request body is not a valid put: {e}")))?;
+        let b64 = match b.encoding.as_deref() {
+            None | Some("utf8" | "utf-8") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(bad(
+                    "bad_encoding",
+                    format!("unknown encoding {other:?}; use utf8 or base64"),
+                ));
+            }
+        };
+        let decode = |field: &str, s: String| -> Result<Vec<u8>, HttpError> {
+            if b64 {
+                STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|e| bad("bad_base64", format!("{field} is not valid base64: {e}")))
+            } else {
+                Ok(s.into_bytes())
+            }
+        };
+        let req = pb::PutRequest {
+            key: decode("key", b.key)?,
+            value: decode("value", b.value)?,
+            ttl_ms: ttl_seconds_to_ms(b.ttl_seconds)?,
+            keep_ttl: false,
+            if_absent: b.if_absent,
+            if_mod_revision: b.if_revision,
+            return_previous: false,
+        };
+        let r = self.store.put(req).await?;
+        let status = if r.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(write_response(
+            status,
+            r.header.as_ref(),
+            r.kv.as_ref(),
+            Some(r.created),
+        ))
+    }
+
+    async fn list(&self, q: &HashMap<String, String>) -> HttpResult {
+        let b64 = match q.get("encoding").map(String::as_str) {
+            None | Some("utf8" | "utf-8") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(bad(
+                    "bad_encoding",
+                    format!("unknown encoding {other:?}; use utf8 or base64"),
+                ));
+            }
+        };
+        let field = |name: &str| -> Result<Vec<u8>, HttpError> {
+            let Some(s) = q.get(name) else {
+                return Ok(Vec::new());
+            };
+            if b64 {
+                STANDARD
+                    .decode(s.as_bytes())
+                    .map_err(|e| bad("bad_base64", format!("{name} is not valid base64: {e}")))
+            } else {
+                Ok(s.clone().into_bytes())
+            }
+        };
+        let page_token = match q.get("page_token") {
+            Some(t) => URL_SAFE_NO_PAD.decode(t.as_bytes()).map_err(|_| {
+                bad(
+                    "bad_page_token",
+                    "page_token is not one this server issued; pass next_page_token unchanged",
+                )
+            })?,
+            None => Vec::new(),
+        };
+        let req = pb::ScanRequest {
+            prefix: field("prefix")?,
+            start: field("start")?,
+            end: field("end")?,
+            limit: number(q, "limit")?.map_or(Ok(0), |n| {
+                u32::try_from(n)
+                    .map_err(|_| bad("limit_too_large", format!("limit {n} is out of range")))
+            })?,
+            page_token,
+            keys_only: flag(q, "keys_only")?,
+            read: Some(read_options(q)?),
+        };
+        let r = self.store.scan(req).await?;
+        let items: Vec<Value> = r.kvs.iter().map(|kv| kv_json(kv, b64)).collect();
+        let body = json!({
+            "revision": r.header.as_ref().map_or(0, |h| h.revision),
+            "items": items,
+            "next_page_token": (!r.next_page_token.is_empty()).then(|| URL_SAFE_NO_PAD.encode(&r.next_page_token)),
+        });
+        Ok((StatusCode::OK, axum::Json(body)).into_response())
+    }
+}
+
+/// JSON form of a key-value; UTF-8 strings when possible, else base64 with
+/// `"encoding": "base64"`.
+fn kv_json(kv: &pb::KeyValue, force_b64: bool) -> Value {
+    let utf8 = (!force_b64)
+        .then(|| {
+            Some((
+                std::str::from_utf8(&kv.key).ok()?,
+                std::str::from_utf8(&kv.value).ok()?,
+            ))
+        })
+        .flatten();
+    let (key, value, encoding) = match utf8 {
+        Some((k, v)) => (k.to_string(), v.to_string(), "utf8"),
+        None => (
+            STANDARD.encode(&kv.key),
+            STANDARD.encode(&kv.value),
+            "base64",
+        ),
+    };
+    json!({
+        "key": key,
+        "value": value,
+        "encoding": encoding,
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "expires_at_ms": kv.expires_at_ms,
+    })
+}
+
+fn write_response(
+    status: StatusCode,
+    h: Option<&pb::ResponseHeader>,
+    kv: Option<&pb::KeyValue>,
+    created: Option<bool>,
+) -> Response {
+    let kv = kv.cloned().unwrap_or_default();
+    let mut body = json!({
+        "revision": h.map_or(0, |h| h.revision),
+        "create_revision": kv.create_revision,
+        "mod_revision": kv.mod_revision,
+        "version": kv.version,
+        "expires_at_ms": kv.expires_at_ms,
+    });
+    if let (Some(c), Some(obj)) = (created, body.as_object_mut()) {
+        obj.insert("created".into(), Value::Bool(c));
+    }
+    let mut resp = (status, axum::Json(body)).into_response();
+    insert_meta_headers(resp.headers_mut(), &kv);
+    add_revision(&mut resp, h);
+    resp
+}
+
+fn insert_meta_headers(h: &mut HeaderMap, kv: &pb::KeyValue) {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", kv.mod_revision)) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        "x-cairn-create-revision",
+        HeaderValue::from(kv.create_revision),
+    );
+    h.insert("x-cairn-mod-revision", HeaderValue::from(kv.mod_revision));
+    h.insert("x-cairn-version", HeaderValue::from(kv.version));
+    if kv.expires_at_ms != 0 {
+        h.insert("x-cairn-expires-at-ms", HeaderValue::from(kv.expires_at_ms));
+    }
+}
+
+fn add_revision(resp: &mut Response, h: Option<&pb::ResponseHeader>) {
+    if let Some(h) = h {
+        resp.headers_mut()
+            .insert("x-cairn-revision", HeaderValue::from(h.revision));
+    }
+}
+
+fn query(req: &Request) -> Result<HashMap<String, String>, HttpError> {
+    match req.uri().query() {
+        None => Ok(HashMap::new()),
+        Some(q) => axum::extract::Query::<HashMap<String, String>>::try_from_uri(req.uri())
+            .map(|axum::extract::Query(m)| m)
+            .map_err(|e| bad("bad_query", format!("query string {q:?} is malformed: {e}"))),
+    }
+}
+
+fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, HttpError> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false" | "0") => Ok(false),
+        Some("" | "true" | "1") => Ok(true),
+        Some(other) => Err(bad(
+            "bad_query",
+            format!("{name}={other:?} is not a boolean (true/false)"),
+        )),
+    }
+}
+
+fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, HttpError> {
+    q.get(name)
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                bad(
+                    "bad_query",
+                    format!("{name}={s:?} is not a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn ttl_seconds_to_ms(s: u64) -> Result<u64, HttpError> {
+    s.checked_mul(1000)
+        .ok_or_else(|| bad("ttl_too_long", format!("ttl_seconds {s} is too large")))
+}
+
+fn ttl_ms(q: &HashMap<String, String>) -> Result<u64, HttpError> {
+    ttl_seconds_to_ms(number(q, "ttl_seconds")?.unwrap_or(0))
+}
+
+fn if_revision(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Option<u64>, HttpError> {
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let s = v.to_str().unwrap_or_default().trim().trim_matches('"');
+        return s.parse::<u64>().map(Some).map_err(|_| {
+            bad(
+                "bad_header",
+                "If-Match must be an ETag of the form \"<mod_revision>\"",
+            )
+        });
+    }
+    number(q, "if_revision")
+}
+
+fn header_is(headers: &HeaderMap, name: header::HeaderName, want: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == want)
+}
+
+fn read_options(q: &HashMap<String, String>) -> Result<pb::ReadOptions, HttpError> {
+    let consistency = match q.get("consistency").map(String::as_str) {
+        None | Some("linearizable") => pb::Consistency::Linearizable,
+        Some("serializable") => pb::Consistency::Serializable,
+        Some(other) => {
+            return Err(bad(
+                "bad_query",
+                format!("consistency={other:?}; use linearizable or serializable"),
+            ));
+        }
+    };
+    Ok(pb::ReadOptions {
+        consistency: consistency as i32,
+        min_revision: number(q, "min_revision")?.unwrap_or(0),
+    })
+}
+
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    limit_name: &str,
+) -> Result<Bytes, HttpError> {
+    let too_large = |len: Option<u64>| {
+        let what = len.map_or_else(
+            || "request body exceeds".to_string(),
+            |l| format!("request body is {l} bytes;"),
+        );
+        HttpError(
+            KvError::too_large(
+                "body_too_large",
+                format!("{what} the limit is {limit} bytes ({limit_name})"),
+            ),
+            None,
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|l| l > limit as u64) {
+        return Err(too_large(declared));
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(None))
+}

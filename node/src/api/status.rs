@@ -1,0 +1,60 @@
+//! Mapping of service errors to gRPC and HTTP statuses.
+//!
+//! | error | gRPC | HTTP |
+//! |---|---|---|
+//! | invalid argument | `INVALID_ARGUMENT` | 400 |
+//! | over a size limit | `INVALID_ARGUMENT` | 413 |
+//! | key exists (`if_absent`) | `FAILED_PRECONDITION` | 409 (412 for `If-None-Match`) |
+//! | revision mismatch | `FAILED_PRECONDITION` | 412 |
+//! | key not found (update) | `NOT_FOUND` | 404 |
+//! | `min_revision` not reached | `DEADLINE_EXCEEDED` | 504 |
+//! | shutting down | `UNAVAILABLE` | 503 |
+//! | storage failure | `INTERNAL` | 500 |
+//!
+//! Every gRPC error carries its stable code in the `cairn-error-code` metadata.
+
+use http::StatusCode;
+use tonic::{Code, Status};
+
+use crate::kv::KvError;
+use crate::state_machine::ApplyError;
+
+/// gRPC metadata key carrying the stable error code.
+pub const ERROR_CODE_METADATA: &str = "cairn-error-code";
+
+/// The gRPC code for `e`.
+pub fn grpc_code(e: &KvError) -> Code {
+    match e {
+        KvError::InvalidArgument { .. } | KvError::TooLarge { .. } => Code::InvalidArgument,
+        KvError::Refused(ApplyError::NotFound { .. }) => Code::NotFound,
+        KvError::Refused(ApplyError::EmptyOp { .. }) => Code::InvalidArgument,
+        KvError::Refused(_) => Code::FailedPrecondition,
+        KvError::RevisionNotReached { .. } => Code::DeadlineExceeded,
+        KvError::Unavailable(_) => Code::Unavailable,
+        KvError::Storage(_) => Code::Internal,
+    }
+}
+
+/// Converts `e` to a gRPC status with its code in metadata.
+pub fn to_status(e: &KvError) -> Status {
+    let mut s = Status::new(grpc_code(e), e.to_string());
+    if let Ok(v) = e.code().parse() {
+        s.metadata_mut().insert(ERROR_CODE_METADATA, v);
+    }
+    s
+}
+
+/// The HTTP status for `e`.
+pub fn http_status(e: &KvError) -> StatusCode {
+    match e {
+        KvError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
+        KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        KvError::Refused(ApplyError::KeyExists { .. }) => StatusCode::CONFLICT,
+        KvError::Refused(ApplyError::RevisionMismatch { .. }) => StatusCode::PRECONDITION_FAILED,
+        KvError::Refused(ApplyError::NotFound { .. }) => StatusCode::NOT_FOUND,
+        KvError::Refused(ApplyError::EmptyOp { .. }) => StatusCode::BAD_REQUEST,
+        KvError::RevisionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
+        KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

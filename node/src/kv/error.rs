@@ -1,0 +1,100 @@
+//! Errors of the key-value service, each with a stable code string that users
+//! can grep for and that the API maps to a gRPC status and an HTTP status.
+
+use crate::commit::CommitError;
+use crate::state_machine::ApplyError;
+use crate::storage::StorageError;
+
+/// Why a key-value request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KvError {
+    /// The request is malformed or breaks a rule.
+    #[error("{message}")]
+    InvalidArgument {
+        /// Stable code, e.g. `empty_key`.
+        code: &'static str,
+        /// What is wrong, naming the rule or limit.
+        message: String,
+    },
+    /// A key, value, batch or body exceeds a configured limit.
+    #[error("{message}")]
+    TooLarge {
+        /// Stable code, e.g. `value_too_large`.
+        code: &'static str,
+        /// What is too large and the limit.
+        message: String,
+    },
+    /// The state machine refused the write (condition failed, key missing).
+    #[error(transparent)]
+    Refused(#[from] ApplyError),
+    /// A `min_revision` read timed out waiting for the shard to catch up.
+    #[error(
+        "shard {shard} is at revision {current}; timed out waiting for min_revision {min_revision}"
+    )]
+    RevisionNotReached {
+        /// The shard read.
+        shard: u32,
+        /// Revision the request required.
+        min_revision: u64,
+        /// The shard's revision when the wait ended.
+        current: u64,
+    },
+    /// The node cannot serve now (shutting down); retrying elsewhere or later is safe.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Storage failed; the request had no effect.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl KvError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { code, .. } | Self::TooLarge { code, .. } => code,
+            Self::Refused(ApplyError::KeyExists { .. }) => "key_exists",
+            Self::Refused(ApplyError::RevisionMismatch { .. }) => "revision_mismatch",
+            Self::Refused(ApplyError::NotFound { .. }) => "key_not_found",
+            Self::Refused(ApplyError::EmptyOp { .. }) => "empty_op",
+            Self::RevisionNotReached { .. } => "revision_not_reached",
+            Self::Unavailable(_) => "unavailable",
+            Self::Storage(_) => "storage_error",
+        }
+    }
+
+    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+        Self::TooLarge {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CommitError> for KvError {
+    fn from(e: CommitError) -> Self {
+        match e {
+            CommitError::Refused(r) => Self::Refused(r),
+            CommitError::Storage(s) => Self::Storage(s.to_string()),
+            CommitError::Closed => Self::Unavailable("the node is shutting down".into()),
+        }
+    }
+}
+
+impl From<StorageError> for KvError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+impl From<rocksdb::Error> for KvError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Storage(e.to_string())
+    }
+}

@@ -1,0 +1,590 @@
+//! The key-value service core: validates requests against [`Limits`], routes
+//! each key to its shard, serves reads from consistent RocksDB snapshots and
+//! sends writes through the group-commit pipeline as state-machine commands.
+//!
+//! Both front ends (gRPC and the HTTP gateway) call this; neither touches
+//! storage directly, so both enforce the same limits and semantics.
+
+mod error;
+mod limits;
+mod scan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::kv::v1 as pb;
+use rocksdb::ReadOptions;
+
+pub use error::KvError;
+pub use limits::Limits;
+
+use crate::clock::Clock;
+use crate::commit::CommitPipeline;
+use crate::metrics::Metrics;
+use crate::partition::{ShardCount, ShardId};
+use crate::state_machine::to_kv;
+use crate::state_machine::{Applied, Command, CommandOp, CommandOutput, ShardState};
+use crate::storage::keys::{CLUSTER_KEY, data_key, shard_state_key};
+use crate::storage::record::Record;
+use crate::storage::{CF_DATA, CF_META, Engine, EngineOptions, StorageError};
+
+/// How long a `min_revision` read waits for its shard before failing.
+pub const MIN_REVISION_WAIT: Duration = Duration::from_secs(5);
+
+/// Identity written into a data directory when it is first used.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct ClusterIdentity {
+    format: u32,
+    node_id: u64,
+    shard_count: u32,
+}
+
+/// Settings for [`KvStore::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Storage engine settings.
+    pub engine: EngineOptions,
+    /// This node's id (must match the data directory's, once written).
+    pub node_id: u64,
+    /// Shard count for a new data directory (must match an existing one).
+    pub shards: ShardCount,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// The key-value service of one node. Cheap to clone.
+#[derive(Clone)]
+pub struct KvStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    shards: ShardCount,
+    node_id: u64,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    pipeline: CommitPipeline,
+}
+
+impl KvStore {
+    /// Opens the data directory, checks it against the options, and starts
+    /// the commit pipeline.
+    ///
+    /// # Errors
+    /// Storage errors, a locked directory, or a directory created with a
+    /// different node id or shard count.
+    pub fn open(
+        opts: StoreOptions,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<Self, StorageError> {
+        let engine = Engine::open(&opts.engine)?;
+        let identity = ClusterIdentity {
+            format: 1,
+            node_id: opts.node_id,
+            shard_count: opts.shards.get(),
+        };
+        match engine.get_meta(CLUSTER_KEY)? {
+            Some(bytes) => {
+                let found: ClusterIdentity = serde_json::from_slice(&bytes)
+                    .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))?;
+                if found.node_id != identity.node_id {
+                    return Err(StorageError::Mismatch(format!(
+                        "data directory belongs to node {}, but this node was started as node {}",
+                        found.node_id, identity.node_id
+                    )));
+                }
+                if found.shard_count != identity.shard_count {
+                    return Err(StorageError::Mismatch(format!(
+                        "data directory was created with {} shards, but --shards is {}; the shard count cannot change",
+                        found.shard_count, identity.shard_count
+                    )));
+                }
+            }
+            None => {
+                let mut batch = rocksdb::WriteBatch::default();
+                let json = serde_json::to_vec(&identity)
+                    .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))?;
+                batch.put_cf(engine.cf(CF_META)?, CLUSTER_KEY, json);
+                engine.write(batch)?;
+            }
+        }
+        let mut states = Vec::with_capacity(opts.shards.get() as usize);
+        for shard in 0..opts.shards.get() {
+            states.push(match engine.get_meta(&shard_state_key(shard))? {
+                Some(b) => ShardState::decode(&b)?,
+                None => ShardState::default(),
+            });
+        }
+        engine
+            .clocks()
+            .init(&states.iter().map(|s| s.clock_ms).collect::<Vec<_>>());
+        let pipeline =
+            CommitPipeline::start(engine.clone(), states, metrics).map_err(|source| {
+                StorageError::Io {
+                    context: "starting the commit thread".into(),
+                    source,
+                }
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                shards: opts.shards,
+                node_id: opts.node_id,
+                limits: opts.limits,
+                clock,
+                pipeline,
+            }),
+        })
+    }
+
+    /// The storage engine (for metrics and admin tasks).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The request limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The shard count.
+    pub fn shards(&self) -> ShardCount {
+        self.inner.shards
+    }
+
+    /// The clock commands and reads use.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// The last durable revision of `shard`.
+    pub fn revision(&self, shard: ShardId) -> u64 {
+        self.inner.pipeline.progress().revision(shard)
+    }
+
+    /// Commits everything queued and stops accepting writes.
+    pub fn close(&self) {
+        self.inner.pipeline.close();
+        if let Err(e) = self.inner.engine.sync_wal() {
+            tracing::error!(error = %e, "syncing the WAL at shutdown failed");
+        }
+    }
+
+    fn header(&self, revision: u64, shard: Option<ShardId>) -> pb::ResponseHeader {
+        pb::ResponseHeader {
+            revision,
+            shard: shard.unwrap_or(0),
+            node_id: self.inner.node_id,
+        }
+    }
+
+    /// Submits a write command and waits until it is durable.
+    ///
+    /// # Errors
+    /// Refusals by the state machine, storage failure, shutdown.
+    pub async fn propose(&self, shard: ShardId, op: CommandOp) -> Result<Applied, KvError> {
+        let cmd = Command {
+            shard,
+            now_ms: self.inner.clock.now_ms(),
+            op,
+        };
+        Ok(self.inner.pipeline.submit(cmd).await?)
+    }
+
+    async fn wait_read(
+        &self,
+        shard: ShardId,
+        read: Option<&pb::ReadOptions>,
+    ) -> Result<(), KvError> {
+        let min = read.map_or(0, |r| r.min_revision);
+        if min == 0 {
+            return Ok(());
+        }
+        let progress = self.inner.pipeline.progress();
+        if progress.wait_for(shard, min, MIN_REVISION_WAIT).await {
+            Ok(())
+        } else {
+            Err(KvError::RevisionNotReached {
+                shard,
+                min_revision: min,
+                current: progress.revision(shard),
+            })
+        }
+    }
+
+    fn shard_state_at(
+        &self,
+        snap: &rocksdb::SnapshotWithThreadMode<'_, crate::storage::Db>,
+        shard: ShardId,
+    ) -> Result<ShardState, KvError> {
+        let meta = self.inner.engine.cf(CF_META)?;
+        Ok(match snap.get_cf(meta, shard_state_key(shard))? {
+            Some(b) => ShardState::decode(&b)?,
+            None => ShardState::default(),
+        })
+    }
+
+    /// Reads one key.
+    ///
+    /// # Errors
+    /// Bad key, `min_revision` timeout, storage failure.
+    pub async fn get(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, KvError> {
+        self.inner.limits.check_key(&req.key)?;
+        let shard = self.inner.shards.shard_for_key(&req.key);
+        self.wait_read(shard, req.read.as_ref()).await?;
+        let now = self.inner.clock.now_ms();
+        let db = self.inner.engine.db();
+        let snap = db.snapshot();
+        let revision = self.shard_state_at(&snap, shard)?.revision;
+        let data = self.inner.engine.cf(CF_DATA)?;
+        let kv = match snap.get_cf(data, data_key(shard, &req.key))? {
+            Some(bytes) => {
+                let r = Record::decode(&bytes)?;
+                (!r.meta.is_expired(now)).then(|| to_kv(&req.key, &r.meta, Some(&r.value)))
+            }
+            None => None,
+        };
+        Ok(pb::GetResponse {
+            header: Some(self.header(revision, Some(shard))),
+            kv,
+        })
+    }
+
+    /// Reads many keys from one snapshot; results in request order.
+    ///
+    /// # Errors
+    /// Bad keys, too many keys, `min_revision` timeout, storage failure.
+    pub async fn batch_get(
+        &self,
+        req: &pb::BatchGetRequest,
+    ) -> Result<pb::BatchGetResponse, KvError> {
+        let limits = &self.inner.limits;
+        limits.check_batch_totals("batch_get", req.keys.len(), 0)?;
+        let mut shards = Vec::with_capacity(req.keys.len());
+        for k in &req.keys {
+            limits.check_key(k)?;
+            shards.push(self.inner.shards.shard_for_key(k));
+        }
+        if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
+            for &s in &shards {
+                self.wait_read(s, req.read.as_ref()).await?;
+            }
+        }
+        let now = self.inner.clock.now_ms();
+        let db = self.inner.engine.db();
+        let snap = db.snapshot();
+        let data = self.inner.engine.cf(CF_DATA)?;
+        let mut results = Vec::with_capacity(req.keys.len());
+        let mut revision = 0;
+        let mut seen = std::collections::HashSet::new();
+        for (k, &s) in req.keys.iter().zip(&shards) {
+            if seen.insert(s) {
+                revision = revision.max(self.shard_state_at(&snap, s)?.revision);
+            }
+            let kv = match snap.get_cf(data, data_key(s, k))? {
+                Some(bytes) => {
+                    let r = Record::decode(&bytes)?;
+                    (!r.meta.is_expired(now)).then(|| to_kv(k, &r.meta, Some(&r.value)))
+                }
+                None => None,
+            };
+            results.push(pb::BatchGetResult {
+                found: kv.is_some(),
+                kv,
+            });
+        }
+        let single = (seen.len() == 1).then(|| shards[0]);
+        Ok(pb::BatchGetResponse {
+            header: Some(self.header(revision, single)),
+            results,
+        })
+    }
+
+    fn single_write(&self, key: &[u8], op: pb::write_op::Op) -> (ShardId, CommandOp) {
+        let shard = self.inner.shards.shard_for_key(key);
+        (shard, CommandOp::Batch(vec![pb::WriteOp { op: Some(op) }]))
+    }
+
+    async fn single_result(
+        &self,
+        key: &[u8],
+        op: pb::write_op::Op,
+    ) -> Result<(pb::write_result::Result, pb::ResponseHeader), KvError> {
+        let (shard, cmd) = self.single_write(key, op);
+        let applied = self.propose(shard, cmd).await?;
+        let header = self.header(applied.revision, Some(shard));
+        match applied.output {
+            CommandOutput::Batch(mut rs) if rs.len() == 1 => rs
+                .pop()
+                .and_then(|r| r.result)
+                .map(|r| (r, header))
+                .ok_or_else(|| KvError::Storage("empty write result".into())),
+            _ => Err(KvError::Storage("unexpected write result".into())),
+        }
+    }
+
+    /// Writes one key.
+    ///
+    /// # Errors
+    /// Limits, failed conditions, storage failure, shutdown.
+    pub async fn put(&self, req: pb::PutRequest) -> Result<pb::PutResponse, KvError> {
+        self.inner.limits.check_put(&req)?;
+        let key = req.key.clone();
+        match self.single_result(&key, pb::write_op::Op::Put(req)).await? {
+            (pb::write_result::Result::Put(mut r), h) => {
+                r.header = Some(h);
+                Ok(r)
+            }
+            _ => Err(KvError::Storage("unexpected write result".into())),
+        }
+    }
+
+    /// Replaces the value of an existing key.
+    ///
+    /// # Errors
+    /// Limits, missing key, failed condition, storage failure, shutdown.
+    pub async fn update(&self, req: pb::UpdateRequest) -> Result<pb::UpdateResponse, KvError> {
+        self.inner.limits.check_update(&req)?;
+        let key = req.key.clone();
+        match self
+            .single_result(&key, pb::write_op::Op::Update(req))
+            .await?
+        {
+            (pb::write_result::Result::Update(mut r), h) => {
+                r.header = Some(h);
+                Ok(r)
+            }
+            _ => Err(KvError::Storage("unexpected write result".into())),
+        }
+    }
+
+    /// Deletes one key.
+    ///
+    /// # Errors
+    /// Bad key, failed condition, storage failure, shutdown.
+    pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, KvError> {
+        self.inner.limits.check_key(&req.key)?;
+        let key = req.key.clone();
+        match self
+            .single_result(&key, pb::write_op::Op::Delete(req))
+            .await?
+        {
+            (pb::write_result::Result::Delete(mut r), h) => {
+                r.header = Some(h);
+                Ok(r)
+            }
+            _ => Err(KvError::Storage("unexpected write result".into())),
+        }
+    }
+
+    /// The one shard all `keys` belong to.
+    fn one_shard<'k>(
+        &self,
+        what: &str,
+        keys: impl Iterator<Item = &'k [u8]>,
+    ) -> Result<ShardId, KvError> {
+        let mut shard: Option<(ShardId, &[u8])> = None;
+        for k in keys {
+            let s = self.inner.shards.shard_for_key(k);
+            match shard {
+                None => shard = Some((s, k)),
+                Some((first, first_key)) if first != s => {
+                    return Err(KvError::invalid(
+                        "cross_shard",
+                        format!(
+                            "{what} spans shards {first} (key {}) and {s} (key {}); a {what} must stay in one shard: give related keys the same hash tag, e.g. {{user42}}/a and {{user42}}/b",
+                            crate::state_machine::show_key(first_key),
+                            crate::state_machine::show_key(k)
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        shard
+            .map(|(s, _)| s)
+            .ok_or_else(|| KvError::invalid("empty_request", format!("{what} names no keys")))
+    }
+
+    fn check_write_op(
+        &self,
+        i: usize,
+        op: Option<&pb::write_op::Op>,
+    ) -> Result<(usize, Vec<u8>), KvError> {
+        use pb::write_op::Op;
+        let limits = &self.inner.limits;
+        let at = |e: KvError| prefix_error(i, e);
+        match op {
+            Some(Op::Put(p)) => Ok((limits.check_put(p).map_err(at)?, p.key.clone())),
+            Some(Op::Update(u)) => Ok((limits.check_update(u).map_err(at)?, u.key.clone())),
+            Some(Op::Delete(d)) => {
+                limits.check_key(&d.key).map_err(at)?;
+                Ok((d.key.len(), d.key.clone()))
+            }
+            None => Err(KvError::invalid("empty_op", format!("op {i} is empty"))),
+        }
+    }
+
+    /// Applies writes atomically within one shard.
+    ///
+    /// # Errors
+    /// Limits, cross-shard keys, a failed op condition (nothing applied),
+    /// storage failure, shutdown.
+    pub async fn batch(&self, req: pb::BatchRequest) -> Result<pb::BatchResponse, KvError> {
+        if req.ops.is_empty() {
+            return Err(KvError::invalid("empty_request", "batch has no ops"));
+        }
+        let mut bytes = 0;
+        let mut keys = Vec::with_capacity(req.ops.len());
+        for (i, op) in req.ops.iter().enumerate() {
+            let (b, k) = self.check_write_op(i, op.op.as_ref())?;
+            bytes += b;
+            keys.push(k);
+        }
+        self.inner
+            .limits
+            .check_batch_totals("batch", req.ops.len(), bytes)?;
+        let shard = self.one_shard("batch", keys.iter().map(Vec::as_slice))?;
+        let applied = self.propose(shard, CommandOp::Batch(req.ops)).await?;
+        let header = self.header(applied.revision, Some(shard));
+        match applied.output {
+            CommandOutput::Batch(results) => Ok(pb::BatchResponse {
+                header: Some(header),
+                results,
+            }),
+            _ => Err(KvError::Storage("unexpected batch result".into())),
+        }
+    }
+
+    /// Compare-then-act within one shard.
+    ///
+    /// # Errors
+    /// Limits, cross-shard keys, a failed op condition in the chosen branch
+    /// (nothing applied), storage failure, shutdown.
+    pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, KvError> {
+        use pb::txn_op::Op;
+        let limits = &self.inner.limits;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0;
+        for c in &req.compares {
+            limits.check_key(&c.key)?;
+            if pb::compare::Target::try_from(c.target).is_err()
+                || pb::compare::Op::try_from(c.op).is_err()
+            {
+                return Err(KvError::invalid(
+                    "bad_compare",
+                    format!(
+                        "compare on key {} has an unknown target or operator",
+                        crate::state_machine::show_key(&c.key)
+                    ),
+                ));
+            }
+            bytes += c.key.len() + c.value.len();
+            keys.push(c.key.clone());
+        }
+        for (i, op) in req.success.iter().chain(&req.failure).enumerate() {
+            let write = match &op.op {
+                Some(Op::Put(p)) => Some(pb::write_op::Op::Put(p.clone())),
+                Some(Op::Update(u)) => Some(pb::write_op::Op::Update(u.clone())),
+                Some(Op::Delete(d)) => Some(pb::write_op::Op::Delete(d.clone())),
+                Some(Op::Get(g)) => {
+                    limits.check_key(&g.key).map_err(|e| prefix_error(i, e))?;
+                    bytes += g.key.len();
+                    keys.push(g.key.clone());
+                    continue;
+                }
+                None => None,
+            };
+            let (b, k) = self.check_write_op(i, write.as_ref())?;
+            bytes += b;
+            keys.push(k);
+        }
+        limits.check_batch_totals(
+            "txn",
+            req.compares.len() + req.success.len() + req.failure.len(),
+            bytes,
+        )?;
+        let shard = self.one_shard("txn", keys.iter().map(Vec::as_slice))?;
+        let applied = self.propose(shard, CommandOp::Txn(req)).await?;
+        let header = self.header(applied.revision, Some(shard));
+        match applied.output {
+            CommandOutput::Txn { succeeded, results } => Ok(pb::TxnResponse {
+                header: Some(header),
+                succeeded,
+                results,
+            }),
+            _ => Err(KvError::Storage("unexpected txn result".into())),
+        }
+    }
+
+    /// Lists keys in order across all shards, one page at a time.
+    ///
+    /// # Errors
+    /// Bad range or token, limit too large, `min_revision` timeout, storage failure.
+    pub async fn scan(&self, req: pb::ScanRequest) -> Result<pb::ScanResponse, KvError> {
+        let plan = scan::ScanPlan::new(&req, &self.inner.limits)?;
+        if let Some(r) = req.read.as_ref().filter(|r| r.min_revision > 0) {
+            for s in 0..self.inner.shards.get() {
+                self.wait_read(s, Some(r)).await?;
+            }
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.scan_blocking(&plan))
+            .await
+            .map_err(|e| KvError::Storage(format!("scan task failed: {e}")))?
+    }
+
+    fn scan_blocking(&self, plan: &scan::ScanPlan) -> Result<pb::ScanResponse, KvError> {
+        let db = self.inner.engine.db();
+        let snap = db.snapshot();
+        let mut revision = 0;
+        for s in 0..self.inner.shards.get() {
+            revision = revision.max(self.shard_state_at(&snap, s)?.revision);
+        }
+        let data = self.inner.engine.cf(CF_DATA)?;
+        let now = self.inner.clock.now_ms();
+        let (kvs, next_page_token) = plan.run(self.inner.shards.get(), now, |lower, upper| {
+            let mut ro = ReadOptions::default();
+            ro.set_iterate_lower_bound(lower);
+            if let Some(u) = upper {
+                ro.set_iterate_upper_bound(u);
+            }
+            ro.set_snapshot(&snap);
+            snap_iter(db, data, ro)
+        })?;
+        Ok(pb::ScanResponse {
+            header: Some(self.header(revision, None)),
+            kvs,
+            next_page_token,
+        })
+    }
+}
+
+fn snap_iter<'a>(
+    db: &'a crate::storage::Db,
+    cf: &rocksdb::ColumnFamily,
+    ro: ReadOptions,
+) -> rocksdb::DBRawIteratorWithThreadMode<'a, crate::storage::Db> {
+    db.raw_iterator_cf_opt(cf, ro)
+}
+
+fn prefix_error(i: usize, e: KvError) -> KvError {
+    match e {
+        KvError::InvalidArgument { code, message } => KvError::InvalidArgument {
+            code,
+            message: format!("op {i}: {message}"),
+        },
+        KvError::TooLarge { code, message } => KvError::TooLarge {
+            code,
+            message: format!("op {i}: {message}"),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,283 @@
+//! Node configuration: one struct, settable by TOML file, environment
+//! (`CAIRN_*`) and flags, in increasing precedence. Every default is here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+
+use crate::kv::Limits;
+use crate::storage::SyncMode;
+
+/// Configuration of a `cairn-node`.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// This node's id, unique in the cluster (default 1).
+    pub node_id: u64,
+    /// Where data lives (default `./cairn-data`).
+    pub data_dir: PathBuf,
+    /// gRPC listen address (default `127.0.0.1:7000`; port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// HTTP gateway listen address (default `127.0.0.1:7001`).
+    pub http_addr: SocketAddr,
+    /// `/metrics`, `/healthz`, `/readyz` listen address (default `127.0.0.1:7002`).
+    pub metrics_addr: SocketAddr,
+    /// Address other nodes and clients should use (default: the gRPC address).
+    pub advertise_addr: Option<String>,
+    /// Create a new cluster (replication; accepted and ignored on a single node).
+    pub bootstrap: bool,
+    /// Hash shards of a new data directory (power of two, default 64).
+    pub shards: u32,
+    /// Replicas per shard (replication; default 3, unused on a single node).
+    pub replication_factor: u32,
+    /// Existing members to join (replication; unused on a single node).
+    pub join: Vec<String>,
+    /// Rack or zone of this node (placement; unused on a single node).
+    pub rack: Option<String>,
+    /// Durability of acknowledged writes (default `fsync`).
+    pub sync: SyncMode,
+    /// RocksDB block cache in bytes (default 256 MiB).
+    pub block_cache_bytes: usize,
+    /// RocksDB row cache in bytes (default 0 = off).
+    pub row_cache_bytes: usize,
+    /// How often the reaper removes expired keys, in milliseconds (default 1000).
+    pub ttl_reap_interval_ms: u64,
+    /// How long shutdown waits for in-flight requests, in milliseconds (default 30000).
+    pub shutdown_grace_ms: u64,
+    /// Log format: `text` or `json` (default `text`).
+    pub log_format: String,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("cairn-data"),
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 7001)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 7002)),
+            advertise_addr: None,
+            bootstrap: false,
+            shards: 64,
+            replication_factor: 3,
+            join: Vec::new(),
+            rack: None,
+            sync: SyncMode::Fsync,
+            block_cache_bytes: 256 << 20,
+            row_cache_bytes: 0,
+            ttl_reap_interval_ms: 1000,
+            shutdown_grace_ms: 30_000,
+            log_format: "text".into(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Command line of `cairn-node`; every flag also reads a `CAIRN_*` variable.
+#[derive(Debug, Parser, Default)]
+#[command(name = "cairn-node", version, about = "Cairn storage node")]
+pub struct Cli {
+    /// TOML file with any of the settings below (kebab-case keys).
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Node id, unique in the cluster.
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Data directory.
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// gRPC listen address HOST:PORT.
+    #[arg(long, env = "CAIRN_GRPC_ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+    /// HTTP gateway listen address HOST:PORT.
+    #[arg(long, env = "CAIRN_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Metrics and health listen address HOST:PORT.
+    #[arg(long, env = "CAIRN_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Address advertised to peers and clients.
+    #[arg(long, env = "CAIRN_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+    /// Create a new cluster.
+    #[arg(long, env = "CAIRN_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// Hash shards (power of two) for a new data directory.
+    #[arg(long, env = "CAIRN_SHARDS")]
+    pub shards: Option<u32>,
+    /// Replicas per shard.
+    #[arg(long, env = "CAIRN_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
+    /// Members to join, HOST:PORT,...
+    #[arg(long, env = "CAIRN_JOIN", value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    /// Rack or zone name.
+    #[arg(long, env = "CAIRN_RACK")]
+    pub rack: Option<String>,
+    /// Write durability: fsync (default) or buffered.
+    #[arg(long, env = "CAIRN_SYNC")]
+    pub sync: Option<SyncMode>,
+    /// Block cache size in bytes.
+    #[arg(long, env = "CAIRN_BLOCK_CACHE_BYTES")]
+    pub block_cache_bytes: Option<usize>,
+    /// Row cache size in bytes (0 = off).
+    #[arg(long, env = "CAIRN_ROW_CACHE_BYTES")]
+    pub row_cache_bytes: Option<usize>,
+    /// Largest value in bytes.
+    #[arg(long, env = "CAIRN_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Log format: text or json.
+    #[arg(long, env = "CAIRN_LOG_FORMAT")]
+    pub log_format: Option<String>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this struct.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: Box<toml::de::Error>,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    ///
+    /// # Errors
+    /// I/O and parse errors naming the file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// File (if any) overlaid with flags and environment.
+    ///
+    /// # Errors
+    /// File errors or invalid values.
+    pub fn load(cli: Cli) -> Result<Self, ConfigError> {
+        let mut c = match &cli.config {
+            Some(p) => Self::from_file(p)?,
+            None => Self::default(),
+        };
+        macro_rules! overlay {
+            ($($f:ident),*) => { $( if let Some(v) = cli.$f { c.$f = v; } )* };
+        }
+        overlay!(
+            node_id,
+            data_dir,
+            grpc_addr,
+            http_addr,
+            metrics_addr,
+            shards,
+            replication_factor,
+            join,
+            sync,
+            block_cache_bytes,
+            row_cache_bytes,
+            log_format
+        );
+        if cli.advertise_addr.is_some() {
+            c.advertise_addr = cli.advertise_addr;
+        }
+        if cli.rack.is_some() {
+            c.rack = cli.rack;
+        }
+        if let Some(v) = cli.max_value_bytes {
+            c.limits.max_value_bytes = v;
+        }
+        c.bootstrap |= cli.bootstrap;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::partition::ShardCount::new(self.shards).map_err(ConfigError::Invalid)?;
+        if self.node_id == 0 {
+            return Err(ConfigError::Invalid("node-id must be at least 1".into()));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid(format!(
+                "log-format {:?}; expected text or json",
+                self.log_format
+            )));
+        }
+        if self.limits.max_value_bytes > 64 << 20 {
+            return Err(ConfigError::Invalid(
+                "max-value-bytes above 64 MiB is not supported".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_and_defaults_hold() {
+        let dir = std::env::temp_dir().join(format!("cairn-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(
+            &file,
+            "node-id = 7\nshards = 16\n[limits]\nmax-value-bytes = 1024\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "cairn-node",
+            "--config",
+            file.to_str().unwrap(),
+            "--shards",
+            "32",
+        ])
+        .unwrap();
+        let c = Config::load(cli).unwrap();
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.shards, 32);
+        assert_eq!(c.limits.max_value_bytes, 1024);
+        assert_eq!(c.limits.max_key_bytes, 4096);
+        assert_eq!(c.sync, SyncMode::Fsync);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let dir = std::env::temp_dir().join(format!("cairn-cfg2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("node.toml");
+        std::fs::write(&file, "nodeid = 7\n").unwrap();
+        assert!(matches!(
+            Config::from_file(&file),
+            Err(ConfigError::Parse { .. })
+        ));
+        let cli = Cli::try_parse_from(["cairn-node", "--shards", "3"]).unwrap();
+        assert!(matches!(Config::load(cli), Err(ConfigError::Invalid(_))));
+    }
+}
