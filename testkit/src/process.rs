@@ -1,0 +1,176 @@
+//! Runs `cairn-node` as a real child process: start, wait until ready, stop
+//! with SIGTERM or SIGKILL, restart on the same data directory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Path of a binary built in the same target directory as the running test
+/// (e.g. `cairnctl` from a test of another package).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    profile_dir.join(name)
+}
+
+/// How to start a node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The `cairn-node` binary.
+    pub binary: PathBuf,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Extra flags.
+    pub args: Vec<String>,
+}
+
+/// A running `cairn-node` child.
+#[derive(Debug)]
+pub struct NodeProcess {
+    spec: NodeSpec,
+    child: Option<Child>,
+    /// Bound gRPC address.
+    pub grpc: SocketAddr,
+    /// Bound HTTP address.
+    pub http: SocketAddr,
+    /// Bound metrics address.
+    pub metrics: SocketAddr,
+    stderr_log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts a node on free loopback ports and waits (up to 60 s) for its
+    /// ready line.
+    pub fn start(spec: NodeSpec) -> anyhow::Result<Self> {
+        let stderr_log = spec.data_dir.with_extension("stderr.log");
+        std::fs::create_dir_all(&spec.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr_log)?;
+        let mut child = Command::new(&spec.binary)
+            .arg("--data-dir")
+            .arg(&spec.data_dir)
+            .args([
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", spec.binary.display()))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "cairn-node did not become ready; stderr:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            }
+        };
+        let addr = |name: &str| -> anyhow::Result<SocketAddr> {
+            let prefix = format!("{name}=");
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&prefix))
+                .with_context(|| format!("no {name}= in ready line {line:?}"))?
+                .parse()
+                .context("parsing address")
+        };
+        Ok(Self {
+            grpc: addr("grpc")?,
+            http: addr("http")?,
+            metrics: addr("metrics")?,
+            spec,
+            child: Some(child),
+            stderr_log,
+        })
+    }
+
+    /// `http://` URL of the gRPC endpoint.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// `http://` URL of the HTTP gateway.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// The node's stderr so far (for failure messages).
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGKILL and reaps the child.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `timeout`) for exit; SIGKILL after that.
+    pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        let mut c = self.child.take().context("node is not running")?;
+        kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("cairn-node did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts a new process with the same spec (same data directory).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let fresh = Self::start(self.spec.clone())?;
+        *self = fresh;
+        Ok(())
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
