@@ -1,0 +1,218 @@
+//! The command-line contract of `cairnctl`: global options and subcommands.
+//!
+//! Scripts depend on these names and shapes; change them only additively.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Command-line client for the Cairn key-value store.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cairnctl",
+    version,
+    after_help = "Exit status: 0 on success, 1 when the operation failed, 2 on usage errors."
+)]
+pub struct Cli {
+    /// Comma-separated node addresses (HOST:PORT or http://HOST:PORT); the
+    /// first that answers is used, the others on fail-over.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7000",
+        value_name = "HOST:PORT,..."
+    )]
+    pub endpoints: Vec<String>,
+
+    /// Bearer token sent with every request.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_TOKEN",
+        hide_env_values = true,
+        value_name = "T"
+    )]
+    pub token: Option<String>,
+
+    /// CA certificate for TLS (not supported yet).
+    #[arg(long, global = true, value_name = "F")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Print results as one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The operations `cairnctl` can perform.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or replace a key.
+    Put {
+        /// The key.
+        key: OsString,
+        /// The value; `@PATH` reads it from a file, `-` from stdin (so a
+        /// value that starts with `@` must come from a file or stdin).
+        value: OsString,
+        #[command(flatten)]
+        ttl: TtlArgs,
+        /// Fail unless the key does not exist yet.
+        #[arg(long)]
+        if_absent: bool,
+        /// Fail unless the key's mod_revision equals N.
+        #[arg(long, value_name = "N")]
+        if_revision: Option<u64>,
+    },
+    /// Print the value of a key (exact bytes; a newline is added only on a terminal).
+    Get {
+        /// The key.
+        key: OsString,
+        /// Read from the local replica (may be stale) instead of a linearizable read.
+        #[arg(long)]
+        serializable: bool,
+    },
+    /// Replace the value of an existing key.
+    Update {
+        /// The key.
+        key: OsString,
+        /// The value; `@PATH` reads it from a file, `-` from stdin.
+        value: OsString,
+        #[command(flatten)]
+        ttl: TtlArgs,
+        /// Fail unless the key's mod_revision equals N.
+        #[arg(long, value_name = "N")]
+        if_revision: Option<u64>,
+    },
+    /// Delete a key (exit status 1 if it did not exist).
+    Delete {
+        /// The key.
+        key: OsString,
+        /// Fail unless the key's mod_revision equals N.
+        #[arg(long, value_name = "N")]
+        if_revision: Option<u64>,
+    },
+    /// List keys by prefix or by range [START, END), in key order.
+    Scan {
+        /// Only keys starting with P.
+        #[arg(long, value_name = "P", conflicts_with_all = ["start", "end"])]
+        prefix: Option<OsString>,
+        /// First key of the range (inclusive).
+        #[arg(long, value_name = "S")]
+        start: Option<OsString>,
+        /// End of the range (exclusive); empty or absent means the last key.
+        #[arg(long, value_name = "E")]
+        end: Option<OsString>,
+        /// Stop after N keys in total.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Print keys without values.
+        #[arg(long)]
+        keys_only: bool,
+    },
+    /// Apply the writes in a JSON file atomically (`-` reads stdin).
+    #[command(after_help = BATCH_HELP)]
+    Batch {
+        /// The batch file.
+        file: PathBuf,
+    },
+    /// Run a compare-then-act transaction from a JSON file (`-` reads stdin).
+    #[command(after_help = TXN_HELP)]
+    Txn {
+        /// The transaction file.
+        file: PathBuf,
+    },
+}
+
+/// Expiry options shared by `put` and `update`.
+#[derive(Debug, Args)]
+pub struct TtlArgs {
+    /// Expire the key after this long (500ms, 30s, 5m, 2h, 1d; plain number = seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, conflicts_with = "keep_ttl")]
+    pub ttl: Option<Duration>,
+    /// Keep the key's current expiry instead of clearing it.
+    #[arg(long)]
+    pub keep_ttl: bool,
+}
+
+/// Parses a TTL: a human duration that is at least one millisecond (a TTL of
+/// zero would silently mean "never expires").
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = cairn_client::duration::parse(text).map_err(|e| e.to_string())?;
+    if ttl.is_zero() {
+        return Err("a TTL must be greater than zero; omit it for no expiry".to_string());
+    }
+    Ok(ttl)
+}
+
+const BATCH_HELP: &str = r#"File format:
+  {"ops": [
+    {"put": {"key": "k", "value": "v", "ttl": "30s", "if_absent": true, "if_revision": 3}},
+    {"update": {"key": "k", "value": "v", "ttl": "30s", "if_revision": 3}},
+    {"delete": {"key": "k", "if_revision": 3}}
+  ]}
+Ops also accept "keep_ttl": true, and "encoding": "base64" for base64 keys/values."#;
+
+const TXN_HELP: &str = r#"File format:
+  {"compare": [{"key": "k", "target": "value|version|create_revision|mod_revision|exists",
+                "op": "==|!=|>|<", "value": "v" | "number": 3 | "exists": true}],
+   "success": [ops...],
+   "failure": [ops...]}
+Ops are those of `batch` plus {"get": {"key": "k"}}."#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn ttl_of_zero_is_rejected() {
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("0ms").is_err());
+        assert_eq!(parse_ttl("30s"), Ok(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn endpoints_are_split_on_commas() {
+        let cli = Cli::try_parse_from(["cairnctl", "--endpoints", "a:1,b:2", "get", "k"]);
+        assert_eq!(
+            cli.map(|c| c.endpoints).ok(),
+            Some(vec!["a:1".to_string(), "b:2".to_string()])
+        );
+    }
+
+    #[test]
+    fn global_options_may_follow_the_subcommand() {
+        let cli = Cli::try_parse_from(["cairnctl", "get", "k", "--json"]);
+        assert!(cli.is_ok_and(|c| c.json));
+    }
+
+    #[test]
+    fn prefix_and_range_are_mutually_exclusive() {
+        let err = Cli::try_parse_from(["cairnctl", "scan", "--prefix", "a", "--start", "b"]);
+        assert!(err.is_err_and(|e| e.exit_code() == 2));
+    }
+
+    #[test]
+    fn ttl_and_keep_ttl_are_mutually_exclusive() {
+        let err = Cli::try_parse_from(["cairnctl", "put", "k", "v", "--ttl", "5s", "--keep-ttl"]);
+        assert!(err.is_err_and(|e| e.exit_code() == 2));
+    }
+
+    #[test]
+    fn scan_limit_must_be_positive() {
+        let err = Cli::try_parse_from(["cairnctl", "scan", "--limit", "0"]);
+        assert!(err.is_err_and(|e| e.exit_code() == 2));
+    }
+}

@@ -1,0 +1,67 @@
+//! `cairnctl`, the command-line client: argument parsing, request building,
+//! output formatting and exit codes. Compiled into the binary only (it uses
+//! `anyhow`, which the library does not).
+
+mod args;
+mod execute;
+mod failure;
+mod input;
+mod output;
+mod request;
+mod request_file;
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cairn_client::{Client, ClientOptions};
+use clap::Parser;
+
+use args::Cli;
+use execute::Format;
+use failure::{UsageError, client_error};
+
+/// Parses the command line, runs the command and maps the outcome to an
+/// exit status (see [`failure`]).
+pub async fn main() -> ExitCode {
+    // Exits with status 2 (or 0 for --help/--version) on its own.
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => failure::report(&err),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.tls_ca.is_some() {
+        return Err(UsageError::new("TLS is not supported yet".to_string()).into());
+    }
+    let operation = request::prepare(cli.command)?;
+
+    let endpoints: Vec<String> = cli
+        .endpoints
+        .iter()
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        let why = "no endpoints given (--endpoints or CAIRN_ENDPOINTS is empty)";
+        return Err(UsageError::new(why.to_string()).into());
+    }
+    let mut options = ClientOptions::default();
+    if let Some(token) = cli.token.filter(|t| !t.is_empty()) {
+        options = options.token(token);
+    }
+    let client = Client::connect_with(&endpoints, options)
+        .await
+        .map_err(client_error)?;
+
+    let stdout = std::io::stdout();
+    let format = Format {
+        json: cli.json,
+        terminal: stdout.is_terminal(),
+    };
+    let mut out = BufWriter::new(stdout);
+    execute::execute(&client, operation, format, &mut out).await?;
+    out.flush().context("writing output")
+}

@@ -1,0 +1,507 @@
+//! [`Client`]: the key-value API with endpoint fail-over and bounded retries.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::backoff::Backoff;
+use crate::endpoint;
+use crate::error::{ClientError, ConnectFailure};
+use crate::pb;
+use crate::pb::kv_client::KvClient;
+
+/// Largest gRPC message the client sends or accepts (64 MiB).
+///
+/// Values may be up to 8 MiB and batches up to 16 MiB; scan pages and batch
+/// responses carry several of them, so the tonic default of 4 MiB is far too
+/// small.
+pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// How long to wait for one endpoint to accept a connection, by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a call keeps retrying on other endpoints, by default.
+const DEFAULT_RETRY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Tuning knobs for [`Client::connect_with`].
+///
+/// Built from [`ClientOptions::default`] and the builder methods, so new
+/// options can be added without breaking callers.
+#[derive(Clone)]
+pub struct ClientOptions {
+    connect_timeout: Duration,
+    retry_deadline: Duration,
+    token: Option<String>,
+}
+
+impl Default for ClientOptions {
+    /// 3 s connect timeout per endpoint, 10 s retry deadline, no token.
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry_deadline: DEFAULT_RETRY_DEADLINE,
+            token: None,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// How long to wait for a single endpoint to accept a connection before
+    /// moving on to the next one.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one call may keep retrying (across endpoints, with backoff)
+    /// after it was first refused with `Unavailable`. Zero disables retries.
+    pub fn retry_deadline(mut self, deadline: Duration) -> Self {
+        self.retry_deadline = deadline;
+        self
+    }
+
+    /// A token sent as `authorization: Bearer <token>` metadata on every
+    /// request made through the convenience methods and [`Client::request`].
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl fmt::Debug for ClientOptions {
+    /// Like a derived `Debug`, but never prints the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("retry_deadline", &self.retry_deadline)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// A handle to a Cairn cluster: one live gRPC channel to one of the
+/// configured endpoints, moved to the next endpoint when the current one
+/// becomes unavailable.
+///
+/// Cloning is cheap and clones share the connection, so one `Client` can be
+/// handed to many tasks.
+///
+/// # Retries
+///
+/// A call is retried only when its status is `Unavailable` (which includes
+/// "could not connect") or the connection broke under it (a transport error,
+/// as when the node was killed). The client then waits a jittered, exponentially
+/// growing delay (20 ms doubling up to 1 s), connects to the next endpoint
+/// and tries again, until the call succeeds, fails with another status, or
+/// the retry deadline (10 s by default) would be exceeded.
+///
+/// Retries are *at least once*: a write whose connection broke after the
+/// server received it may be applied twice (for example a `put` with
+/// `if_absent` can then fail with `FAILED_PRECONDITION` although it was
+/// applied). Exactly-once retries arrive together with replication, through
+/// client request ids; until then, prefer conditional writes
+/// (`if_mod_revision`) where a duplicate would matter.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// State shared by all clones of a [`Client`].
+struct Inner {
+    targets: Vec<Target>,
+    authorization: Option<AsciiMetadataValue>,
+    connect_timeout: Duration,
+    retry_deadline: Duration,
+    current: Mutex<Current>,
+}
+
+/// One configured endpoint.
+struct Target {
+    /// As the user wrote it, for messages.
+    name: String,
+    endpoint: Endpoint,
+}
+
+/// The endpoint in use.
+struct Current {
+    index: usize,
+    channel: Channel,
+    /// Bumped whenever `channel` is replaced, so concurrent callers that saw
+    /// the same failure fail over only once.
+    epoch: u64,
+}
+
+impl fmt::Debug for Client {
+    /// Shows the endpoints and the one in use; never the token.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let endpoints: Vec<&str> = self.inner.targets.iter().map(|t| t.name.as_str()).collect();
+        f.debug_struct("Client")
+            .field("endpoints", &endpoints)
+            .field("current", &self.current_endpoint())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to the first of `endpoints` that answers, with default
+    /// [`ClientOptions`].
+    ///
+    /// Each endpoint is `HOST:PORT` or `http://HOST:PORT`; they are tried in
+    /// order with a 3 s connect timeout each. The others are kept for
+    /// fail-over.
+    pub async fn connect(endpoints: &[String]) -> Result<Client, ClientError> {
+        Client::connect_with(endpoints, ClientOptions::default()).await
+    }
+
+    /// Like [`Client::connect`], with explicit options (token, timeouts).
+    pub async fn connect_with(
+        endpoints: &[String],
+        options: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        let targets = endpoints
+            .iter()
+            .map(|name| {
+                let uri = endpoint::normalize(name)?;
+                let endpoint = Endpoint::from_shared(uri)
+                    .map_err(|e| ClientError::InvalidEndpoint(format!("{name:?}: {e}")))?
+                    .connect_timeout(options.connect_timeout)
+                    .tcp_nodelay(true);
+                Ok(Target {
+                    name: name.trim().to_string(),
+                    endpoint,
+                })
+            })
+            .collect::<Result<Vec<_>, ClientError>>()?;
+        let authorization = options.token.as_deref().map(bearer).transpose()?;
+
+        let mut last_failure = None;
+        for (index, target) in targets.iter().enumerate() {
+            match connect_one(&target.endpoint, options.connect_timeout).await {
+                Ok(channel) => {
+                    let current = Current {
+                        index,
+                        channel,
+                        epoch: 0,
+                    };
+                    let inner = Inner {
+                        targets,
+                        authorization,
+                        connect_timeout: options.connect_timeout,
+                        retry_deadline: options.retry_deadline,
+                        current: Mutex::new(current),
+                    };
+                    return Ok(Client {
+                        inner: Arc::new(inner),
+                    });
+                }
+                Err(failure) => last_failure = Some(failure),
+            }
+        }
+        match last_failure {
+            Some(source) => Err(ClientError::Connect {
+                endpoints: targets.into_iter().map(|t| t.name).collect(),
+                source,
+            }),
+            None => Err(ClientError::NoEndpoints),
+        }
+    }
+
+    /// The endpoint currently in use, as it was given to `connect`.
+    pub fn current_endpoint(&self) -> &str {
+        let index = self.lock_current().index;
+        self.inner
+            .targets
+            .get(index)
+            .map_or("", |t| t.name.as_str())
+    }
+
+    /// The raw generated gRPC stub on the current connection, for calls the
+    /// convenience methods do not cover (or to manage metadata yourself).
+    ///
+    /// Calls made through it are not retried, and the bearer token is not
+    /// added unless the request is built with [`Client::request`]. Message
+    /// size limits are already raised to [`MAX_MESSAGE_SIZE`].
+    pub fn kv(&self) -> KvClient<Channel> {
+        stub(self.lock_current().channel.clone())
+    }
+
+    /// Wraps `message` in a [`tonic::Request`] carrying the client's bearer
+    /// token (if any), for use with [`Client::kv`].
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = &self.inner.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
+    /// Reads one key; the response's `kv` is `None` when the key does not
+    /// exist (or has expired).
+    pub async fn get(
+        &self,
+        key: impl Into<Vec<u8>>,
+        read: pb::ReadOptions,
+    ) -> Result<pb::GetResponse, ClientError> {
+        let request = pb::GetRequest {
+            key: key.into(),
+            read: Some(read),
+        };
+        self.call(request, |mut kv, r| async move { kv.get(r).await })
+            .await
+    }
+
+    /// Creates or replaces one key (optionally conditional, see
+    /// [`pb::PutRequest`]); a failed condition is `FAILED_PRECONDITION`.
+    pub async fn put(&self, request: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.put(r).await })
+            .await
+    }
+
+    /// Replaces the value of an existing key; `NOT_FOUND` when it is missing.
+    pub async fn update(
+        &self,
+        request: pb::UpdateRequest,
+    ) -> Result<pb::UpdateResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.update(r).await })
+            .await
+    }
+
+    /// Deletes one key; `existed` in the response tells whether it was there.
+    pub async fn delete(
+        &self,
+        request: pb::DeleteRequest,
+    ) -> Result<pb::DeleteResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.delete(r).await })
+            .await
+    }
+
+    /// Reads many keys (from any shards); results come back in request order.
+    pub async fn batch_get(
+        &self,
+        request: pb::BatchGetRequest,
+    ) -> Result<pb::BatchGetResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.batch_get(r).await })
+            .await
+    }
+
+    /// Applies writes to keys of one shard atomically: all or none.
+    pub async fn batch(&self, request: pb::BatchRequest) -> Result<pb::BatchResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.batch(r).await })
+            .await
+    }
+
+    /// Compare-then-act on keys of one shard, atomically.
+    pub async fn txn(&self, request: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.txn(r).await })
+            .await
+    }
+
+    /// Reads one page of a prefix or range scan; pass the response's
+    /// `next_page_token` back as `page_token` to continue.
+    pub async fn scan(&self, request: pb::ScanRequest) -> Result<pb::ScanResponse, ClientError> {
+        self.call(request, |mut kv, r| async move { kv.scan(r).await })
+            .await
+    }
+
+    /// Scans every page, following `next_page_token` until it is empty, and
+    /// returns all key-values in key order.
+    ///
+    /// `request.limit` is the page size (0 = server default), not a total.
+    /// The pages are separate reads, so the result is not a snapshot.
+    pub async fn scan_all(
+        &self,
+        mut request: pb::ScanRequest,
+    ) -> Result<Vec<pb::KeyValue>, ClientError> {
+        let mut kvs = Vec::new();
+        loop {
+            let page = self.scan(request.clone()).await?;
+            kvs.extend(page.kvs);
+            if page.next_page_token.is_empty() {
+                return Ok(kvs);
+            }
+            if page.next_page_token == request.page_token {
+                return Err(ClientError::UnexpectedResponse(
+                    "scan returned the same page token twice".to_string(),
+                ));
+            }
+            request.page_token = page.next_page_token;
+        }
+    }
+
+    /// Runs `rpc` with `message`, retrying on `Unavailable` as described on
+    /// [`Client`].
+    async fn call<Req, Resp, F, Fut>(&self, message: Req, mut rpc: F) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        F: FnMut(KvClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + self.inner.retry_deadline;
+        let mut backoff = Backoff::new();
+        loop {
+            let (channel, epoch) = {
+                let current = self.lock_current();
+                (current.channel.clone(), current.epoch)
+            };
+            let mut last_error = match rpc(stub(channel), self.request(message.clone())).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if is_connection_failure(&status) => ClientError::Status(status),
+                Err(status) => return Err(ClientError::Status(status)),
+            };
+            // Wait, then move to the next endpoint; repeat until one accepts
+            // a connection or the deadline would be exceeded.
+            loop {
+                let delay = backoff.next_delay();
+                if Instant::now() + delay >= deadline {
+                    return Err(last_error);
+                }
+                tokio::time::sleep(delay).await;
+                match self.fail_over(epoch, deadline).await {
+                    Ok(()) => break,
+                    Err(error) => last_error = error,
+                }
+            }
+        }
+    }
+
+    /// Replaces the channel of generation `seen_epoch` by a connection to the
+    /// next endpoint. Does nothing if another caller already did so; on
+    /// failure the position still advances, so the next attempt tries the
+    /// endpoint after.
+    async fn fail_over(&self, seen_epoch: u64, deadline: Instant) -> Result<(), ClientError> {
+        let index = {
+            let current = self.lock_current();
+            if current.epoch != seen_epoch {
+                return Ok(());
+            }
+            current.index
+        };
+        let next = (index + 1) % self.inner.targets.len();
+        let Some(target) = self.inner.targets.get(next) else {
+            return Err(ClientError::NoEndpoints);
+        };
+        let timeout = self
+            .inner
+            .connect_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let result = connect_one(&target.endpoint, timeout).await;
+
+        let mut current = self.lock_current();
+        if current.epoch != seen_epoch {
+            return Ok(());
+        }
+        current.index = next;
+        match result {
+            Ok(channel) => {
+                current.channel = channel;
+                current.epoch += 1;
+                Ok(())
+            }
+            Err(source) => Err(ClientError::Connect {
+                endpoints: vec![target.name.clone()],
+                source,
+            }),
+        }
+    }
+
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, Current> {
+        // The critical sections never panic, but a poisoned lock must not
+        // take the client down with it either.
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The generated stub on `channel`, with Cairn's message size limits.
+fn stub(channel: Channel) -> KvClient<Channel> {
+    KvClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE)
+        .accept_compressed(CompressionEncoding::Zstd)
+}
+
+/// Opens a channel to `endpoint`, giving up after `timeout`.
+async fn connect_one(endpoint: &Endpoint, timeout: Duration) -> Result<Channel, ConnectFailure> {
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(error)) => Err(ConnectFailure::Transport(error)),
+        Err(_elapsed) => Err(ConnectFailure::TimedOut(timeout)),
+    }
+}
+
+/// The `authorization` metadata value for `token`.
+fn bearer(token: &str) -> Result<AsciiMetadataValue, ClientError> {
+    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ClientError::InvalidToken);
+    }
+    AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| ClientError::InvalidToken)
+}
+
+/// Whether `status` means the connection, not the server, failed: the node
+/// is unreachable, refused, or died with the call in flight.
+fn is_connection_failure(status: &tonic::Status) -> bool {
+    if status.code() == tonic::Code::Unavailable {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        if e.is::<tonic::transport::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_token_must_be_visible_ascii() {
+        assert_eq!(
+            bearer("abc.DEF-123").ok().as_ref().map(|v| v.to_str().ok()),
+            Some(Some("Bearer abc.DEF-123"))
+        );
+        assert!(matches!(bearer(""), Err(ClientError::InvalidToken)));
+        assert!(matches!(
+            bearer("two words"),
+            Err(ClientError::InvalidToken)
+        ));
+        assert!(matches!(
+            bearer("new\nline"),
+            Err(ClientError::InvalidToken)
+        ));
+        assert!(matches!(bearer("café"), Err(ClientError::InvalidToken)));
+    }
+
+    #[test]
+    fn options_debug_redacts_token() {
+        let shown = format!("{:?}", ClientOptions::default().token("s3cret"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    /// Compile-time proof that the client's futures can be spawned on a
+    /// multi-threaded runtime.
+    #[allow(dead_code)]
+    fn futures_are_send(client: &Client) {
+        fn assert_send<T: Send>(_: T) {}
+        assert_send(Client::connect(&[]));
+        assert_send(client.get("k", pb::ReadOptions::default()));
+        assert_send(client.put(pb::PutRequest::default()));
+        assert_send(client.batch(pb::BatchRequest::default()));
+        assert_send(client.scan_all(pb::ScanRequest::default()));
+    }
+}

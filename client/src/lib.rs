@@ -1,0 +1,36 @@
+//! Client library for Cairn, a distributed key-value store.
+//!
+//! [`Client`] wraps the generated gRPC stub for the `cairn.kv.v1.KV` service
+//! with endpoint fail-over and bounded, jittered retries, so applications and
+//! tools (`cairnctl`) do not each reimplement connection handling. The wire
+//! types are re-exported as [`pb`] so callers need not depend on
+//! `cairn-proto` directly.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), cairn_client::ClientError> {
+//! use cairn_client::{Client, pb};
+//!
+//! let client = Client::connect(&["127.0.0.1:7000".to_string()]).await?;
+//! client
+//!     .put(pb::PutRequest { key: b"greeting".to_vec(), value: b"hello".to_vec(), ..Default::default() })
+//!     .await?;
+//! let got = client.get("greeting", pb::ReadOptions::default()).await?;
+//! assert_eq!(got.kv.map(|kv| kv.value), Some(b"hello".to_vec()));
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod backoff;
+mod client;
+pub mod duration;
+mod endpoint;
+mod error;
+
+/// The generated protobuf messages and gRPC stubs of the key-value API
+/// (`cairn.kv.v1`), re-exported so users of this crate share one version.
+pub use cairn_proto::kv::v1 as pb;
+
+pub use client::{Client, ClientOptions, MAX_MESSAGE_SIZE};
+pub use error::{ClientError, ConnectFailure};
