@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The one test command: prerequisites, formatting, lints, then every test.
+# `make test` and `.ci/run` both run this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/prereqs.sh
+. scripts/env.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci
+  cargo test --workspace --locked --doc
+else
+  cargo test --workspace --locked
+fi
