@@ -529,12 +529,20 @@ fn read_options(q: &HashMap<String, String>) -> Result<pb::ReadOptions, HttpErro
     })
 }
 
+/// A refused body is still read and discarded up to this many bytes, so a
+/// client that sends it whole (without `Expect: 100-continue`) receives the
+/// 413 instead of a reset connection. Larger bodies get the connection closed.
+const DRAIN_LIMIT: usize = 64 << 20;
+/// Time allowed for that draining.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn read_body(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     limit_name: &str,
 ) -> Result<Bytes, HttpError> {
+    use futures::StreamExt as _;
     let too_large = |len: Option<u64>| {
         let what = len.map_or_else(
             || "request body exceeds".to_string(),
@@ -552,10 +560,34 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|l| l > limit as u64) {
+        if declared.is_some_and(|l| l <= DRAIN_LIMIT as u64) {
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while let Some(Ok(_)) = stream.next().await {}
+            })
+            .await;
+        }
         return Err(too_large(declared));
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large(None))
+    let mut buf = Vec::with_capacity(declared.map_or(0, |l| l as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| bad("bad_body", format!("reading the request body failed: {e}")))?;
+        if buf.len() + chunk.len() > limit {
+            let mut drained = buf.len() + chunk.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while drained <= DRAIN_LIMIT {
+                    match stream.next().await {
+                        Some(Ok(c)) => drained += c.len(),
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(too_large(None));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
 }
