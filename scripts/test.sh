@@ -12,8 +12,9 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --profile ci
+  # Doc tests first: nextest's summary line is the run's closing line.
   cargo test --workspace --locked --doc
+  cargo nextest run --workspace --locked --profile ci
 else
   cargo test --workspace --locked
 fi
