@@ -13,7 +13,6 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use config::{Cli, Config, ConfigError};
 
@@ -133,6 +132,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         .build_v1()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
     let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
+    // Nagle off: without it every small response waits for the client's
+    // delayed ACK (~40 ms per request). Keepalive finds dead peers.
+    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_l)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(30)));
     let grpc_stop = wait_stop(stop_rx.clone());
     let health_on_stop = health.clone();
     servers.push((
@@ -142,7 +146,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(kv)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_l), async move {
+                .serve_with_incoming_shutdown(grpc_incoming, async move {
                     grpc_stop.await;
                     health_on_stop
                         .set_not_serving::<cairn_proto::kv::v1::kv_server::KvServer<KvGrpc>>()
