@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh Debian machine with Rust:
 #   make run   - install prerequisites, build, and run a local Cairn node
 #   make test  - install prerequisites, then fmt, clippy and every test (what CI runs)
+#   make bench - Cairn vs etcd vs Redis, side by side (scripts/bench-compare.sh; QUICK=1 for ~2 min)
 .PHONY: run test prereqs build bench clean-data
 
 run:
@@ -14,6 +15,9 @@ prereqs:
 
 build: prereqs
 	. scripts/env.sh && cargo build --workspace --locked
+
+bench:
+	./scripts/bench-compare.sh
 
 clean-data:
 	rm -rf ./cairn-data
