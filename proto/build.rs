@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/cairn/kv/v1/kv.proto"];
+    let protos = [
+        "proto/cairn/kv/v1/kv.proto",
+        "proto/cairn/raft/v1/command.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -15,6 +15,7 @@ pub mod commit;
 pub mod kv;
 pub mod metrics;
 pub mod partition;
+pub mod raft;
 pub mod reaper;
 pub mod server;
 pub mod state_machine;

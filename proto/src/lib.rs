@@ -10,6 +10,15 @@ pub mod kv {
     }
 }
 
+/// `cairn.raft.v1`: what replicated logs carry.
+pub mod raft {
+    /// Version 1 of the replication formats.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("cairn.raft.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Cairn proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cairn_descriptor.bin"));

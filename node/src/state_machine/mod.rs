@@ -133,7 +133,7 @@ pub struct Applied {
 }
 
 /// Why a command was refused by the state machine (nothing of it was applied).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ApplyError {
     /// `if_absent` and the key exists.
     #[error("{}key {} already exists (mod_revision {mod_revision})", op_prefix(*.op_index), show_key(.key))]

@@ -1,0 +1,18 @@
+//! Replication: one Raft group per hash shard, on openraft.
+//!
+//! Built so far: each shard's Raft **log storage** ([`log_store`]) and
+//! **state machine** ([`state_machine`]) on the node's one RocksDB, checked by
+//! openraft's own storage conformance suite. The transport, the meta group and
+//! request routing through Raft come next; until then the node serves through
+//! the single-node commit pipeline.
+
+pub mod log_store;
+pub mod state_machine;
+pub mod types;
+
+pub use types::{ShardRaft, ShardRequest, ShardResponse};
+
+/// Maps any displayable error to the `io::Error` openraft's storage API uses.
+pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
