@@ -19,7 +19,10 @@
 #   SYSTEMS="cairn cairn-http etcd redis-everysec redis-always etcd-3 cairn-3"
 #   QUICK=1                       small and short (~2 minutes once built):
 #                                 RECORDS=10000 CLIENTS=64 DURATION=5s WARMUP=1s WORKLOADS="a c"
-#   PROFILE=release|debug         build profile of cairn-node and cairn-bench (default release)
+#   PROFILE=debug|release         build profile of cairn-node and cairn-bench (default debug: the
+#                                 workspace's dev profile, dependencies incl. RocksDB at -O2, shared
+#                                 with the test build so a fresh clone reuses it; release compiles
+#                                 RocksDB again, ~25 min on 2 cores)
 #   SKIP_BUILD=1                  use the binaries already built
 #   CAIRN_NODE_BIN, CAIRN_BENCH_BIN  use these binaries (implies no build of that one)
 #   BASE_PORT=23000               first of the loopback ports used
@@ -35,7 +38,7 @@ fi
 : "${RECORDS:=100000}" "${VALUE_SIZE:=1024}" "${CLIENTS:=256}" "${DURATION:=20s}" "${WARMUP:=5s}"
 : "${WORKLOADS:=a b c d e f}"
 : "${SYSTEMS:=cairn cairn-http etcd redis-everysec redis-always etcd-3 cairn-3}"
-: "${PROFILE:=release}" "${BASE_PORT:=23000}"
+: "${PROFILE:=debug}" "${BASE_PORT:=23000}"
 
 log() { echo "bench-compare: $*" >&2; }
 

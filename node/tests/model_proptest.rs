@@ -531,7 +531,7 @@ fn clock_now(c: &ManualClock) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn node_matches_model(steps in prop::collection::vec(step(), 1..60)) {
