@@ -167,19 +167,7 @@ impl Gateway {
                     return_previous: false,
                 };
                 match self.store.put(req).await {
-                    Ok(r) => {
-                        let status = if r.created {
-                            StatusCode::CREATED
-                        } else {
-                            StatusCode::OK
-                        };
-                        Ok(write_response(
-                            status,
-                            r.header.as_ref(),
-                            r.kv.as_ref(),
-                            Some(r.created),
-                        ))
-                    }
+                    Ok(r) => Ok(put_response(&r)),
                     Err(e @ KvError::Refused(ApplyError::KeyExists { .. })) if if_none_match => {
                         Err(HttpError(e, Some(StatusCode::PRECONDITION_FAILED)))
                     }
@@ -278,16 +266,7 @@ impl Gateway {
         }
         let b: PutBody = serde_json::from_slice(body)
             .map_err(|e| bad("bad_json", format!("request body is not a valid put: {e}")))?;
-        let b64 = match b.encoding.as_deref() {
-            None | Some("utf8" | "utf-8") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(bad(
-                    "bad_encoding",
-                    format!("unknown encoding {other:?}; use utf8 or base64"),
-                ));
-            }
-        };
+        let b64 = is_base64(b.encoding.as_deref())?;
         let decode = |field: &str, s: String| -> Result<Vec<u8>, HttpError> {
             if b64 {
                 STANDARD
@@ -307,30 +286,11 @@ impl Gateway {
             return_previous: false,
         };
         let r = self.store.put(req).await?;
-        let status = if r.created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok(write_response(
-            status,
-            r.header.as_ref(),
-            r.kv.as_ref(),
-            Some(r.created),
-        ))
+        Ok(put_response(&r))
     }
 
     async fn list(&self, q: &HashMap<String, String>) -> HttpResult {
-        let b64 = match q.get("encoding").map(String::as_str) {
-            None | Some("utf8" | "utf-8") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(bad(
-                    "bad_encoding",
-                    format!("unknown encoding {other:?}; use utf8 or base64"),
-                ));
-            }
-        };
+        let b64 = is_base64(q.get("encoding").map(String::as_str))?;
         let field = |name: &str| -> Result<Vec<u8>, HttpError> {
             let Some(s) = q.get(name) else {
                 return Ok(Vec::new());
@@ -403,6 +363,28 @@ fn kv_json(kv: &pb::KeyValue, force_b64: bool) -> Value {
         "version": kv.version,
         "expires_at_ms": kv.expires_at_ms,
     })
+}
+
+/// Whether an `encoding` parameter asks for base64 (`utf8` is the default).
+fn is_base64(encoding: Option<&str>) -> Result<bool, HttpError> {
+    match encoding {
+        None | Some("utf8" | "utf-8") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(bad(
+            "bad_encoding",
+            format!("unknown encoding {other:?}; use utf8 or base64"),
+        )),
+    }
+}
+
+/// 201 for a created key, 200 for a replaced one.
+fn put_response(r: &pb::PutResponse) -> Response {
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    write_response(status, r.header.as_ref(), r.kv.as_ref(), Some(r.created))
 }
 
 fn write_response(

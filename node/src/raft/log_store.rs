@@ -88,11 +88,7 @@ impl ShardLogStore {
     }
 
     async fn write(&self, batch: WriteBatch) -> io::Result<()> {
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.write(batch))
-            .await
-            .map_err(io_err)?
-            .map_err(io_err)
+        super::write_batch(&self.engine, batch).await
     }
 
     fn put_meta_into<T: Serialize>(

@@ -16,3 +16,15 @@ pub use types::{ShardRaft, ShardRequest, ShardResponse};
 pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+/// Writes `batch` with the node's sync mode on a blocking thread.
+pub(crate) async fn write_batch(
+    engine: &crate::storage::Engine,
+    batch: rocksdb::WriteBatch,
+) -> std::io::Result<()> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || engine.write(batch))
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)
+}

@@ -82,11 +82,7 @@ impl ShardStateMachine {
     }
 
     async fn write(&self, batch: WriteBatch) -> io::Result<()> {
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.write(batch))
-            .await
-            .map_err(io_err)?
-            .map_err(io_err)
+        super::write_batch(&self.engine, batch).await
     }
 
     fn remember(&self, meta: SnapshotMetaOf<ShardRaft>, bytes: Vec<u8>) {

@@ -34,6 +34,30 @@ pub fn to_kv(key: &[u8], meta: &RecordMeta, value: Option<&[u8]>) -> pb::KeyValu
     }
 }
 
+/// An `if_mod_revision` condition: the live key's mod_revision (0 when
+/// absent) must equal `expected`.
+fn check_revision(
+    index: usize,
+    key: &[u8],
+    live: Option<&Record>,
+    expected: Option<u64>,
+) -> Result<(), ApplyError> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let actual = live.map_or(0, |r| r.meta.mod_revision);
+    if actual == expected {
+        Ok(())
+    } else {
+        Err(ApplyError::RevisionMismatch {
+            op_index: index,
+            key: key.to_vec(),
+            expected,
+            actual,
+        })
+    }
+}
+
 struct WriteSpec<'r> {
     key: &'r [u8],
     value: &'r [u8],
@@ -98,16 +122,8 @@ impl Exec<'_, '_> {
                 key: spec.key.to_vec(),
             }));
         }
-        if let Some(expected) = spec.if_mod_revision {
-            let actual = live.map_or(0, |r| r.meta.mod_revision);
-            if actual != expected {
-                return Ok(Err(ApplyError::RevisionMismatch {
-                    op_index: index,
-                    key: spec.key.to_vec(),
-                    expected,
-                    actual,
-                }));
-            }
+        if let Err(e) = check_revision(index, spec.key, live, spec.if_mod_revision) {
+            return Ok(Err(e));
         }
         let expires_at_ms = if spec.keep_ttl {
             live.map_or(0, |r| r.meta.expires_at_ms)
@@ -181,16 +197,8 @@ impl Exec<'_, '_> {
     fn delete(&mut self, index: usize, r: &pb::DeleteRequest) -> Outcome<pb::DeleteResponse> {
         let physical = self.physical(&r.key)?;
         let live = physical.as_ref().filter(|x| !x.meta.is_expired(self.now));
-        if let Some(expected) = r.if_mod_revision {
-            let actual = live.map_or(0, |x| x.meta.mod_revision);
-            if actual != expected {
-                return Ok(Err(ApplyError::RevisionMismatch {
-                    op_index: index,
-                    key: r.key.clone(),
-                    expected,
-                    actual,
-                }));
-            }
+        if let Err(e) = check_revision(index, &r.key, live, r.if_mod_revision) {
+            return Ok(Err(e));
         }
         let existed = live.is_some();
         let previous = if r.return_previous {
