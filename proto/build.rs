@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/cairn/kv/v1/kv.proto",
         "proto/cairn/raft/v1/command.proto",
+        "proto/cairn/raft/v1/transport.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

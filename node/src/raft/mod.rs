@@ -7,6 +7,7 @@
 //! the single-node commit pipeline.
 
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 pub mod types;
 
