@@ -100,12 +100,10 @@ impl fmt::Debug for ClientOptions {
 /// and tries again, until the call succeeds, fails with another status, or
 /// the retry deadline (10 s by default) would be exceeded.
 ///
-/// Retries are *at least once*: a write whose connection broke after the
-/// server received it may be applied twice (for example a `put` with
-/// `if_absent` can then fail with `FAILED_PRECONDITION` although it was
-/// applied). Exactly-once retries arrive together with replication, through
-/// client request ids; until then, prefer conditional writes
-/// (`if_mod_revision`) where a duplicate would matter.
+/// Retries of writes are *exactly once*: every write without a
+/// `request_id` gets a random one, kept across its retries, so a write whose
+/// response was lost is answered from the shard's record of it instead of
+/// being applied again (the server remembers ids for 2 minutes).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
@@ -263,6 +261,8 @@ impl Client {
     /// Creates or replaces one key (optionally conditional, see
     /// [`pb::PutRequest`]); a failed condition is `FAILED_PRECONDITION`.
     pub async fn put(&self, request: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
+        let mut request = request;
+        with_request_id(&mut request.request_id);
         self.call(request, |mut kv, r| async move { kv.put(r).await })
             .await
     }
@@ -272,6 +272,8 @@ impl Client {
         &self,
         request: pb::UpdateRequest,
     ) -> Result<pb::UpdateResponse, ClientError> {
+        let mut request = request;
+        with_request_id(&mut request.request_id);
         self.call(request, |mut kv, r| async move { kv.update(r).await })
             .await
     }
@@ -281,6 +283,8 @@ impl Client {
         &self,
         request: pb::DeleteRequest,
     ) -> Result<pb::DeleteResponse, ClientError> {
+        let mut request = request;
+        with_request_id(&mut request.request_id);
         self.call(request, |mut kv, r| async move { kv.delete(r).await })
             .await
     }
@@ -296,12 +300,16 @@ impl Client {
 
     /// Applies writes to keys of one shard atomically: all or none.
     pub async fn batch(&self, request: pb::BatchRequest) -> Result<pb::BatchResponse, ClientError> {
+        let mut request = request;
+        with_request_id(&mut request.request_id);
         self.call(request, |mut kv, r| async move { kv.batch(r).await })
             .await
     }
 
     /// Compare-then-act on keys of one shard, atomically.
     pub async fn txn(&self, request: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
+        let mut request = request;
+        with_request_id(&mut request.request_id);
         self.call(request, |mut kv, r| async move { kv.txn(r).await })
             .await
     }
@@ -447,6 +455,13 @@ fn bearer(token: &str) -> Result<AsciiMetadataValue, ClientError> {
         return Err(ClientError::InvalidToken);
     }
     AsciiMetadataValue::try_from(format!("Bearer {token}")).map_err(|_| ClientError::InvalidToken)
+}
+
+/// Gives a write without a request id a random 16-byte one.
+fn with_request_id(id: &mut Vec<u8>) {
+    if id.is_empty() {
+        *id = rand::random::<[u8; 16]>().to_vec();
+    }
 }
 
 /// Whether `status` means the connection, not the server, failed: the node

@@ -52,7 +52,10 @@ pub async fn reap_once(store: &KvStore) -> usize {
             if due.is_empty() {
                 break;
             }
-            match store.propose(shard, CommandOp::Expire(due)).await {
+            match store
+                .propose(shard, CommandOp::Expire(due), Vec::new())
+                .await
+            {
                 Ok(applied) => {
                     if let CommandOutput::Expired(n) = applied.output {
                         removed += n;

@@ -230,6 +230,7 @@ async fn bad_grpc_requests_get_clear_errors_and_change_nothing() {
             op: Some(pb::txn_op::Op::Put(put(sentinel.clone(), "x"))),
         }],
         failure: vec![],
+        request_id: Default::default(),
     };
     let checks: Vec<(&str, Result<(), tonic::Status>, Code, &str)> = vec![
         (

@@ -178,6 +178,45 @@ async fn http_gateway_serves_the_kv_api() {
         &[0xffu8]
     );
 
+    // Idempotency-Key makes a retried write exactly-once: same answer, applied once.
+    let once = format!("{base}/store/once");
+    let first = c
+        .put(&once)
+        .header("idempotency-key", "k-123")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let retry = c
+        .put(&once)
+        .header("idempotency-key", "k-123")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        retry.status(),
+        StatusCode::CREATED,
+        "the retry gets the original answer"
+    );
+    assert_eq!(
+        c.get(&once).send().await.unwrap().headers()["x-cairn-version"],
+        "1"
+    );
+    let reused = c
+        .put(&once)
+        .header("idempotency-key", "k-123")
+        .body("other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        reused.json::<Value>().await.unwrap()["code"],
+        "request_id_reused"
+    );
+
     // DELETE: 204 then 404.
     assert_eq!(
         c.delete(format!("{base}/store/a/b/c"))

@@ -251,6 +251,7 @@ fn group_op(model: &Model, (kind, key, value): (u8, usize, u8)) -> pb::txn_op::O
             if_mod_revision: rev_for(model, &k, &RevCond::None),
             key: k,
             return_previous: false,
+            request_id: Default::default(),
         }),
         _ => Op::Get(pb::GetRequest { key: k, read: None }),
     }
@@ -324,6 +325,7 @@ async fn run_steps(kv: &mut Kv, clock: &ManualClock, steps: &[Step]) {
                     keep_ttl: *keep_ttl,
                     if_absent: *if_absent,
                     return_previous: false,
+                    request_id: Default::default(),
                 };
                 let want = model.command(shards.shard_for_key(&k), &[Op::Put(req.clone())]);
                 let got = kv
@@ -350,6 +352,7 @@ async fn run_steps(kv: &mut Kv, clock: &ManualClock, steps: &[Step]) {
                     ttl_ms: *ttl,
                     keep_ttl: false,
                     return_previous: false,
+                    request_id: Default::default(),
                 };
                 let want = model.command(shards.shard_for_key(&k), &[Op::Update(req.clone())]);
                 let got = kv
@@ -365,6 +368,7 @@ async fn run_steps(kv: &mut Kv, clock: &ManualClock, steps: &[Step]) {
                     if_mod_revision: rev_for(&model, &k, cond),
                     key: k.clone(),
                     return_previous: false,
+                    request_id: Default::default(),
                 };
                 let want = model.command(shards.shard_for_key(&k), &[Op::Delete(req.clone())]);
                 let got = kv
@@ -420,6 +424,7 @@ async fn run_steps(kv: &mut Kv, clock: &ManualClock, steps: &[Step]) {
                             }),
                         })
                         .collect(),
+                    request_id: Default::default(),
                 };
                 match (kv.batch(req).await, want) {
                     (Err(g), Err(w)) => assert_eq!(g.code(), w, "{label}"),
@@ -488,6 +493,7 @@ async fn run_steps(kv: &mut Kv, clock: &ManualClock, steps: &[Step]) {
                     compares: vec![compare],
                     success: wrap(&s),
                     failure: wrap(&f),
+                    request_id: Default::default(),
                 };
                 match (kv.txn(req).await, want) {
                     (Err(g), Err(w)) => assert_eq!(g.code(), w, "{label}"),

@@ -94,6 +94,7 @@ fn put(key: &str, value: &str) -> ShardRequest {
                 ..Default::default()
             })),
         }]),
+        request_id: Default::default(),
     })
 }
 

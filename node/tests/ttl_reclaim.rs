@@ -135,3 +135,65 @@ async fn compaction_filter_drops_expired_records_without_touching_revisions() {
     assert_eq!(r.kv.unwrap().mod_revision, keep_rev);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_forgotten_after_retention_and_compacted_away() {
+    use cairn_node::state_machine::dedup::RETENTION_MS;
+    use cairn_node::storage::CF_META;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let node = start(dir.path(), clock.clone(), 3_600_000).await;
+    let mut kv = connect(&format!("http://{}", node.grpc_addr)).await;
+    let mut p = put("{d}/k", "v");
+    p.request_id = b"req-1".to_vec();
+    kv.put(p.clone()).await.unwrap();
+    assert_eq!(
+        kv.put(p.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .kv
+            .unwrap()
+            .version,
+        1
+    );
+
+    let dedup_entries = |node: &RunningNode| {
+        let engine = node.store().engine();
+        engine
+            .db()
+            .prefix_iterator_cf(engine.cf(CF_META).unwrap(), b"dedup/")
+            .filter_map(Result::ok)
+            .take_while(|(k, _)| k.starts_with(b"dedup/"))
+            .count()
+    };
+    assert_eq!(dedup_entries(&node), 1);
+
+    // Past the retention the id is forgotten: the same request applies anew.
+    clock.advance(RETENTION_MS + 1);
+    assert_eq!(
+        kv.put(p.clone())
+            .await
+            .unwrap()
+            .into_inner()
+            .kv
+            .unwrap()
+            .version,
+        2
+    );
+    // Move the shard's applied clock past that second record too, then compact.
+    clock.advance(RETENTION_MS + 1);
+    kv.put(put("{d}/tick", "t")).await.unwrap();
+    let engine = node.store().engine();
+    let meta = engine.cf(CF_META).unwrap();
+    engine.db().flush_cf(meta).unwrap();
+    engine
+        .db()
+        .compact_range_cf(meta, None::<&[u8]>, None::<&[u8]>);
+    assert_eq!(
+        dedup_entries(&node),
+        0,
+        "expired request records survived compaction"
+    );
+    node.shutdown().await.unwrap();
+}

@@ -41,6 +41,7 @@ pub async fn run_all(endpoint: &str) {
     scan_prefix_range_and_pages(kv.clone()).await;
     ttl_hides_expired_keys(kv.clone()).await;
     read_your_writes_token(kv.clone()).await;
+    retried_writes_apply_once(kv.clone()).await;
     limits_and_bad_input(kv).await;
 }
 
@@ -189,6 +190,7 @@ pub async fn delete_reports_existence(mut kv: Kv) {
         key: k.clone().into_bytes(),
         if_mod_revision: rev,
         return_previous: true,
+        request_id: Default::default(),
     };
     let r = kv.delete(del(None)).await.unwrap().into_inner();
     assert!(!r.existed);
@@ -272,6 +274,7 @@ pub async fn batch_is_atomic(mut kv: Kv) {
     let r = kv
         .batch(pb::BatchRequest {
             ops: vec![op_put(&a, "1"), op_put(&b, "2")],
+            request_id: Default::default(),
         })
         .await
         .unwrap()
@@ -302,6 +305,7 @@ pub async fn batch_is_atomic(mut kv: Kv) {
                 })),
             },
         ],
+        request_id: Default::default(),
     };
     let s = expect_code(kv.batch(failing).await, Code::NotFound, "op 2");
     assert!(s.message().contains("not found"));
@@ -312,12 +316,20 @@ pub async fn batch_is_atomic(mut kv: Kv) {
         .map(|i| op_put(&format!("{tag}-x{i}"), "v"))
         .collect();
     expect_code(
-        kv.batch(pb::BatchRequest { ops: spread }).await,
+        kv.batch(pb::BatchRequest {
+            ops: spread,
+            request_id: Default::default(),
+        })
+        .await,
         Code::InvalidArgument,
         "hash tag",
     );
     expect_code(
-        kv.batch(pb::BatchRequest { ops: vec![] }).await,
+        kv.batch(pb::BatchRequest {
+            ops: vec![],
+            request_id: Default::default(),
+        })
+        .await,
         Code::InvalidArgument,
         "no ops",
     );
@@ -349,6 +361,7 @@ pub async fn txn_branches(mut kv: Kv) {
             compares: vec![cmp(Target::Exists, Op::Equal, 0, b"")],
             success: vec![txn_op_put(&k, "1"), txn_op_put(&lock, "held"), txn_get(&k)],
             failure: vec![txn_get(&k)],
+            request_id: Default::default(),
         })
         .await
         .unwrap()
@@ -364,6 +377,7 @@ pub async fn txn_branches(mut kv: Kv) {
             compares: vec![cmp(Target::Exists, Op::Equal, 0, b"")],
             success: vec![txn_op_put(&k, "WRONG")],
             failure: vec![txn_get(&k)],
+            request_id: Default::default(),
         })
         .await
         .unwrap()
@@ -382,6 +396,7 @@ pub async fn txn_branches(mut kv: Kv) {
             ],
             success: vec![txn_op_put(&k, "2")],
             failure: vec![],
+            request_id: Default::default(),
         })
         .await
         .unwrap()
@@ -399,6 +414,7 @@ pub async fn txn_branches(mut kv: Kv) {
             compares: vec![],
             success: spread,
             failure: vec![],
+            request_id: Default::default(),
         })
         .await,
         Code::InvalidArgument,
@@ -619,7 +635,11 @@ pub async fn limits_and_bad_input(mut kv: Kv) {
         .map(|i| op_put(&format!("{{{p}}}/{i}"), "v"))
         .collect();
     expect_code(
-        kv.batch(pb::BatchRequest { ops }).await,
+        kv.batch(pb::BatchRequest {
+            ops,
+            request_id: Default::default(),
+        })
+        .await,
         Code::InvalidArgument,
         "1000",
     );
@@ -633,13 +653,18 @@ pub async fn limits_and_bad_input(mut kv: Kv) {
         })
         .collect();
     expect_code(
-        kv.batch(pb::BatchRequest { ops }).await,
+        kv.batch(pb::BatchRequest {
+            ops,
+            request_id: Default::default(),
+        })
+        .await,
         Code::InvalidArgument,
         "16777216",
     );
     expect_code(
         kv.batch(pb::BatchRequest {
             ops: vec![op_put(&sentinel, "x"), pb::WriteOp { op: None }],
+            request_id: Default::default(),
         })
         .await,
         Code::InvalidArgument,
@@ -673,4 +698,88 @@ pub async fn limits_and_bad_input(mut kv: Kv) {
             .await
             .is_none()
     );
+}
+
+/// A write retried with the same `request_id` returns its original result
+/// and applies nothing (revision and version prove it), refusals included;
+/// the same id on a different request is refused.
+pub async fn retried_writes_apply_once(mut kv: Kv) {
+    let tag = unique_prefix("once");
+    let k = format!("{{{tag}}}/k");
+    let id = |s: &str| format!("{tag}-{s}").into_bytes();
+
+    let mut first = put(k.clone(), "v1");
+    first.request_id = id("a");
+    let r1 = kv.put(first.clone()).await.unwrap().into_inner();
+    let r2 = kv.put(first.clone()).await.unwrap().into_inner();
+    assert_eq!(r1.kv, r2.kv, "a retry must return the original result");
+    assert!(r2.created);
+    let now = value_of(&mut kv, k.as_bytes()).await.unwrap();
+    assert_eq!(
+        (now.version, now.mod_revision),
+        (1, r1.kv.as_ref().unwrap().mod_revision)
+    );
+
+    let mut reused = put(k.clone(), "different");
+    reused.request_id = id("a");
+    expect_code(kv.put(reused).await, Code::AlreadyExists, "already used");
+
+    // A refusal is remembered too: the retry gets the same answer even after
+    // the state changed.
+    let mut refused = put(k.clone(), "x");
+    refused.if_absent = true;
+    refused.request_id = id("b");
+    expect_code(
+        kv.put(refused.clone()).await,
+        Code::FailedPrecondition,
+        "already exists",
+    );
+    kv.delete(pb::DeleteRequest {
+        key: k.clone().into_bytes(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    expect_code(
+        kv.put(refused).await,
+        Code::FailedPrecondition,
+        "already exists",
+    );
+    assert!(value_of(&mut kv, k.as_bytes()).await.is_none());
+
+    // Batches and transactions.
+    let batch = pb::BatchRequest {
+        ops: vec![op_put(&k, "b1"), op_put(&format!("{{{tag}}}/other"), "b2")],
+        request_id: id("c"),
+    };
+    let b1 = kv.batch(batch.clone()).await.unwrap().into_inner();
+    let b2 = kv.batch(batch).await.unwrap().into_inner();
+    assert_eq!(
+        b1.header.as_ref().unwrap().revision,
+        b2.header.as_ref().unwrap().revision
+    );
+    assert_eq!(value_of(&mut kv, k.as_bytes()).await.unwrap().version, 1);
+    let txn = pb::TxnRequest {
+        compares: vec![pb::Compare {
+            key: k.clone().into_bytes(),
+            target: pb::compare::Target::Value as i32,
+            op: pb::compare::Op::Equal as i32,
+            value: b"b1".to_vec(),
+            number: 0,
+        }],
+        success: vec![pb::TxnOp {
+            op: Some(pb::txn_op::Op::Put(put(k.clone(), "t1"))),
+        }],
+        failure: vec![],
+        request_id: id("d"),
+    };
+    assert!(kv.txn(txn.clone()).await.unwrap().into_inner().succeeded);
+    // Without the id this retry would now take the failure branch.
+    assert!(kv.txn(txn).await.unwrap().into_inner().succeeded);
+    let after = value_of(&mut kv, k.as_bytes()).await.unwrap();
+    assert_eq!((after.value.as_slice(), after.version), (&b"t1"[..], 2));
+
+    let mut long = put(k.clone(), "v");
+    long.request_id = vec![b'i'; 65];
+    expect_code(kv.put(long).await, Code::InvalidArgument, "64");
 }

@@ -510,6 +510,7 @@ mod tests {
                     read: None,
                 })),
             }],
+            request_id: Default::default(),
         };
         let response = pb::TxnResponse {
             header: Some(pb::ResponseHeader {
@@ -544,6 +545,7 @@ mod tests {
                     ..Default::default()
                 })),
             }],
+            request_id: Default::default(),
         };
         let response = pb::BatchResponse {
             header: Some(pb::ResponseHeader {

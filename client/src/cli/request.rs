@@ -55,6 +55,7 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
             if_absent,
             if_mod_revision: if_revision,
             return_previous: false,
+            request_id: Default::default(),
         }),
         Command::Get { key, serializable } => {
             let consistency = if serializable {
@@ -82,11 +83,13 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
             keep_ttl: ttl.keep_ttl,
             if_mod_revision: if_revision,
             return_previous: false,
+            request_id: Default::default(),
         }),
         Command::Delete { key, if_revision } => Operation::Delete(pb::DeleteRequest {
             key: arg_bytes(key),
             if_mod_revision: if_revision,
             return_previous: false,
+            request_id: Default::default(),
         }),
         Command::Scan {
             prefix,
@@ -169,6 +172,7 @@ mod tests {
                 if_absent: true,
                 if_mod_revision: Some(4),
                 return_previous: false,
+                request_id: Default::default()
             })
         );
     }

@@ -163,7 +163,10 @@ pub fn parse_batch(json: &[u8]) -> anyhow::Result<pb::BatchRequest> {
         .enumerate()
         .map(|(i, op)| write_op(op).with_context(|| format!("ops[{i}]")))
         .collect::<anyhow::Result<_>>()?;
-    Ok(pb::BatchRequest { ops })
+    Ok(pb::BatchRequest {
+        ops,
+        request_id: Default::default(),
+    })
 }
 
 /// Parses a txn file into a [`pb::TxnRequest`].
@@ -185,6 +188,7 @@ pub fn parse_txn(json: &[u8]) -> anyhow::Result<pb::TxnRequest> {
         compares,
         success: branch("success", file.success)?,
         failure: branch("failure", file.failure)?,
+        request_id: Default::default(),
     })
 }
 
@@ -219,6 +223,7 @@ fn put(spec: PutSpec) -> anyhow::Result<pb::PutRequest> {
         if_absent: spec.if_absent,
         if_mod_revision: spec.if_revision,
         return_previous: false,
+        request_id: Default::default(),
     })
 }
 
@@ -230,6 +235,7 @@ fn update(spec: UpdateSpec) -> anyhow::Result<pb::UpdateRequest> {
         keep_ttl: spec.keep_ttl,
         if_mod_revision: spec.if_revision,
         return_previous: false,
+        request_id: Default::default(),
     })
 }
 
@@ -238,6 +244,7 @@ fn delete(spec: DeleteSpec) -> anyhow::Result<pb::DeleteRequest> {
         key: decode(spec.encoding, spec.key).context("key")?,
         if_mod_revision: spec.if_revision,
         return_previous: false,
+        request_id: Default::default(),
     })
 }
 
@@ -391,6 +398,7 @@ mod tests {
                     if_absent: true,
                     if_mod_revision: Some(3),
                     return_previous: false,
+                    request_id: Default::default(),
                 })),
             },
             pb::WriteOp {
@@ -406,6 +414,7 @@ mod tests {
                     key: b"d".to_vec(),
                     if_mod_revision: Some(9),
                     return_previous: false,
+                    request_id: Default::default(),
                 })),
             },
         ];

@@ -135,7 +135,7 @@ impl Gateway {
                     "max-value-bytes, base64-encoded",
                 )
                 .await?;
-                self.put_json(&body).await
+                self.put_json(&body, &parts.headers).await
             }
             ref m => Err(not_allowed(m, "GET, HEAD, PUT")),
         }
@@ -165,6 +165,7 @@ impl Gateway {
                     if_absent: flag(&q, "if_absent")? || if_none_match,
                     if_mod_revision: if_revision(&q, headers)?,
                     return_previous: false,
+                    request_id: idempotency_key(headers),
                 };
                 match self.store.put(req).await {
                     Ok(r) => Ok(put_response(&r)),
@@ -189,6 +190,7 @@ impl Gateway {
                     keep_ttl: flag(&q, "keep_ttl")?,
                     if_mod_revision: if_revision(&q, headers)?,
                     return_previous: false,
+                    request_id: idempotency_key(headers),
                 };
                 let r = self.store.update(req).await?;
                 Ok(write_response(
@@ -203,6 +205,7 @@ impl Gateway {
                     key: key.clone(),
                     if_mod_revision: if_revision(&q, headers)?,
                     return_previous: false,
+                    request_id: idempotency_key(headers),
                 };
                 let r = self.store.delete(req).await?;
                 if r.existed {
@@ -249,7 +252,7 @@ impl Gateway {
         Ok(resp)
     }
 
-    async fn put_json(&self, body: &Bytes) -> HttpResult {
+    async fn put_json(&self, body: &Bytes, headers: &HeaderMap) -> HttpResult {
         #[derive(serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         struct PutBody {
@@ -284,6 +287,7 @@ impl Gateway {
             if_absent: b.if_absent,
             if_mod_revision: b.if_revision,
             return_previous: false,
+            request_id: idempotency_key(headers),
         };
         let r = self.store.put(req).await?;
         Ok(put_response(&r))
@@ -485,6 +489,14 @@ fn if_revision(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Optio
         });
     }
     number(q, "if_revision")
+}
+
+/// The `Idempotency-Key` header: makes a retried write exactly-once.
+fn idempotency_key(headers: &HeaderMap) -> Vec<u8> {
+    headers
+        .get("idempotency-key")
+        .map(|v| v.as_bytes().to_vec())
+        .unwrap_or_default()
 }
 
 fn header_is(headers: &HeaderMap, name: header::HeaderName, want: &str) -> bool {

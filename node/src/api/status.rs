@@ -7,6 +7,7 @@
 //! | key exists (`if_absent`) | `FAILED_PRECONDITION` | 409 (412 for `If-None-Match`) |
 //! | revision mismatch | `FAILED_PRECONDITION` | 412 |
 //! | key not found (update) | `NOT_FOUND` | 404 |
+//! | request id reused for another request | `ALREADY_EXISTS` | 409 |
 //! | `min_revision` not reached | `DEADLINE_EXCEEDED` | 504 |
 //! | shutting down | `UNAVAILABLE` | 503 |
 //! | storage failure | `INTERNAL` | 500 |
@@ -28,6 +29,7 @@ pub fn grpc_code(e: &KvError) -> Code {
         KvError::InvalidArgument { .. } | KvError::TooLarge { .. } => Code::InvalidArgument,
         KvError::Refused(ApplyError::NotFound { .. }) => Code::NotFound,
         KvError::Refused(ApplyError::EmptyOp { .. }) => Code::InvalidArgument,
+        KvError::Refused(ApplyError::RequestIdReused { .. }) => Code::AlreadyExists,
         KvError::Refused(_) => Code::FailedPrecondition,
         KvError::RevisionNotReached { .. } => Code::DeadlineExceeded,
         KvError::Unavailable(_) => Code::Unavailable,
@@ -53,6 +55,7 @@ pub fn http_status(e: &KvError) -> StatusCode {
         KvError::Refused(ApplyError::RevisionMismatch { .. }) => StatusCode::PRECONDITION_FAILED,
         KvError::Refused(ApplyError::NotFound { .. }) => StatusCode::NOT_FOUND,
         KvError::Refused(ApplyError::EmptyOp { .. }) => StatusCode::BAD_REQUEST,
+        KvError::Refused(ApplyError::RequestIdReused { .. }) => StatusCode::CONFLICT,
         KvError::RevisionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
         KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,

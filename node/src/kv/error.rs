@@ -56,6 +56,7 @@ impl KvError {
             Self::Refused(ApplyError::RevisionMismatch { .. }) => "revision_mismatch",
             Self::Refused(ApplyError::NotFound { .. }) => "key_not_found",
             Self::Refused(ApplyError::EmptyOp { .. }) => "empty_op",
+            Self::Refused(ApplyError::RequestIdReused { .. }) => "request_id_reused",
             Self::RevisionNotReached { .. } => "revision_not_reached",
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage_error",

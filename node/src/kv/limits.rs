@@ -100,6 +100,21 @@ impl Limits {
         Ok(())
     }
 
+    /// Checks a request id.
+    ///
+    /// # Errors
+    /// `request_id_too_long`.
+    pub fn check_request_id(&self, id: &[u8]) -> Result<(), KvError> {
+        let max = crate::state_machine::dedup::MAX_REQUEST_ID_BYTES;
+        if id.len() > max {
+            return Err(KvError::invalid(
+                "request_id_too_long",
+                format!("request_id is {} bytes; the limit is {max} bytes", id.len()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks a put; returns its size in bytes.
     ///
     /// # Errors

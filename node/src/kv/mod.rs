@@ -189,11 +189,18 @@ impl KvStore {
     ///
     /// # Errors
     /// Refusals by the state machine, storage failure, shutdown.
-    pub async fn propose(&self, shard: ShardId, op: CommandOp) -> Result<Applied, KvError> {
+    pub async fn propose(
+        &self,
+        shard: ShardId,
+        op: CommandOp,
+        request_id: Vec<u8>,
+    ) -> Result<Applied, KvError> {
+        self.inner.limits.check_request_id(&request_id)?;
         let cmd = Command {
             shard,
             now_ms: self.inner.clock.now_ms(),
             op,
+            request_id,
         };
         Ok(self.inner.pipeline.submit(cmd).await?)
     }
@@ -317,8 +324,13 @@ impl KvStore {
         key: &[u8],
         op: pb::write_op::Op,
     ) -> Result<(pb::write_result::Result, pb::ResponseHeader), KvError> {
+        let request_id = match &op {
+            pb::write_op::Op::Put(p) => p.request_id.clone(),
+            pb::write_op::Op::Update(u) => u.request_id.clone(),
+            pb::write_op::Op::Delete(d) => d.request_id.clone(),
+        };
         let (shard, cmd) = self.single_write(key, op);
-        let applied = self.propose(shard, cmd).await?;
+        let applied = self.propose(shard, cmd, request_id).await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Batch(mut rs) if rs.len() == 1 => rs
@@ -452,7 +464,9 @@ impl KvStore {
             .limits
             .check_batch_totals("batch", req.ops.len(), bytes)?;
         let shard = self.one_shard("batch", keys.iter().map(Vec::as_slice))?;
-        let applied = self.propose(shard, CommandOp::Batch(req.ops)).await?;
+        let applied = self
+            .propose(shard, CommandOp::Batch(req.ops), req.request_id)
+            .await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Batch(results) => Ok(pb::BatchResponse {
@@ -512,7 +526,8 @@ impl KvStore {
             bytes,
         )?;
         let shard = self.one_shard("txn", keys.iter().map(Vec::as_slice))?;
-        let applied = self.propose(shard, CommandOp::Txn(req)).await?;
+        let request_id = req.request_id.clone();
+        let applied = self.propose(shard, CommandOp::Txn(req), request_id).await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Txn { succeeded, results } => Ok(pb::TxnResponse {

@@ -7,7 +7,8 @@ use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
 use crate::partition::ShardId;
-use crate::state_machine::{ApplyError, Command, CommandOp, CommandOutput, DueKey};
+pub use crate::state_machine::EncodedOutput;
+use crate::state_machine::{ApplyError, Command, CommandOp, DueKey};
 
 /// A log entry's application data: an encoded `cairn.raft.v1.ShardCommand`.
 ///
@@ -26,17 +27,6 @@ pub struct ShardResponse {
     pub revision: u64,
     /// The command's output, or why it was refused (nothing applied).
     pub outcome: Option<Result<EncodedOutput, ApplyError>>,
-}
-
-/// A command's output in encoded form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum EncodedOutput {
-    /// An encoded `cairn.kv.v1.BatchResponse` (header unset).
-    Batch(Vec<u8>),
-    /// An encoded `cairn.kv.v1.TxnResponse` (header unset).
-    Txn(Vec<u8>),
-    /// Records removed by an expire command.
-    Expired(u64),
 }
 
 impl std::fmt::Display for ShardRequest {
@@ -66,9 +56,10 @@ impl ShardRequest {
     /// Encodes `cmd` for the log.
     pub fn from_command(cmd: &Command) -> Self {
         let op = match &cmd.op {
-            CommandOp::Batch(ops) => {
-                rpb::shard_command::Op::Batch(pb::BatchRequest { ops: ops.clone() })
-            }
+            CommandOp::Batch(ops) => rpb::shard_command::Op::Batch(pb::BatchRequest {
+                ops: ops.clone(),
+                request_id: Vec::new(),
+            }),
             CommandOp::Txn(t) => rpb::shard_command::Op::Txn(t.clone()),
             CommandOp::Expire(keys) => rpb::shard_command::Op::Expire(rpb::Expire {
                 keys: keys
@@ -83,6 +74,7 @@ impl ShardRequest {
         let msg = rpb::ShardCommand {
             now_ms: cmd.now_ms,
             op: Some(op),
+            request_id: cmd.request_id.clone(),
         };
         Self {
             command: msg.encode_to_vec(),
@@ -114,31 +106,8 @@ impl ShardRequest {
             shard,
             now_ms: msg.now_ms,
             op,
+            request_id: msg.request_id,
         })
-    }
-}
-
-impl EncodedOutput {
-    /// Encodes a state-machine output.
-    pub fn from_output(out: &CommandOutput) -> Self {
-        match out {
-            CommandOutput::Batch(results) => Self::Batch(
-                pb::BatchResponse {
-                    header: None,
-                    results: results.clone(),
-                }
-                .encode_to_vec(),
-            ),
-            CommandOutput::Txn { succeeded, results } => Self::Txn(
-                pb::TxnResponse {
-                    header: None,
-                    succeeded: *succeeded,
-                    results: results.clone(),
-                }
-                .encode_to_vec(),
-            ),
-            CommandOutput::Expired(n) => Self::Expired(*n as u64),
-        }
     }
 }
 
@@ -155,9 +124,11 @@ mod tests {
                 key: b"k".to_vec(),
                 expires_at_ms: 99,
             }]),
+            request_id: b"retry-me".to_vec(),
         };
         let back = ShardRequest::from_command(&cmd).to_command(7).unwrap();
         assert_eq!(back.now_ms, 1234);
+        assert_eq!(back.request_id, b"retry-me");
         assert!(matches!(back.op, CommandOp::Expire(ref k) if k[0].expires_at_ms == 99));
         assert!(
             ShardRequest {

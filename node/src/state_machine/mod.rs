@@ -13,8 +13,10 @@
 //! [`ApplyGroup`] applies many commands (of any shards) into one RocksDB
 //! `WriteBatch`, so one fsync makes the whole group durable (group commit).
 
+pub mod dedup;
 mod ops;
 
+pub use dedup::EncodedOutput;
 pub use ops::to_kv;
 
 use std::collections::HashMap;
@@ -105,6 +107,8 @@ pub struct Command {
     pub now_ms: u64,
     /// What to do.
     pub op: CommandOp,
+    /// The client's request id for exactly-once retries; empty for none.
+    pub request_id: Vec<u8>,
 }
 
 /// What a successfully applied command returns.
@@ -171,6 +175,12 @@ pub enum ApplyError {
         /// Index of the empty op.
         op_index: usize,
     },
+    /// The request id was used recently for a different request.
+    #[error("request_id {} was already used for a different request; use a new id for a new request", show_key(.request_id))]
+    RequestIdReused {
+        /// The reused id.
+        request_id: Vec<u8>,
+    },
 }
 
 fn op_prefix(i: usize) -> String {
@@ -203,6 +213,7 @@ pub struct ApplyGroup<'a> {
     staged: Staged,
     ttl_ops: Vec<(Vec<u8>, bool)>,
     states: HashMap<ShardId, ShardState>,
+    dedup: HashMap<Vec<u8>, dedup::DedupRecord>,
 }
 
 impl<'a> ApplyGroup<'a> {
@@ -213,6 +224,17 @@ impl<'a> ApplyGroup<'a> {
             staged: HashMap::new(),
             ttl_ops: Vec::new(),
             states: HashMap::new(),
+            dedup: HashMap::new(),
+        }
+    }
+
+    fn remembered(&self, key: &[u8]) -> Result<Option<dedup::DedupRecord>, StorageError> {
+        if let Some(r) = self.dedup.get(key) {
+            return Ok(Some(r.clone()));
+        }
+        match self.engine.get_meta(key)? {
+            Some(b) => Ok(Some(dedup::DedupRecord::decode(&b)?)),
+            None => Ok(None),
         }
     }
 
@@ -229,6 +251,26 @@ impl<'a> ApplyGroup<'a> {
     ) -> Result<Result<Applied, ApplyError>, StorageError> {
         let state = *self.states.get(&cmd.shard).unwrap_or(&base);
         let now = cmd.now_ms.max(state.clock_ms);
+        let remember =
+            (!cmd.request_id.is_empty()).then(|| dedup::dedup_key(cmd.shard, &cmd.request_id));
+        let fingerprint = dedup::fingerprint(&cmd.op);
+        if let Some(key) = &remember
+            && let Some(seen) = self.remembered(key)?.filter(|r| r.is_live(now))
+        {
+            // A retry: answer as the first time, apply nothing.
+            if seen.fingerprint != fingerprint {
+                return Ok(Err(ApplyError::RequestIdReused {
+                    request_id: cmd.request_id.clone(),
+                }));
+            }
+            return Ok(match seen.result {
+                Ok(out) => Ok(Applied {
+                    output: out.to_output()?,
+                    revision: seen.revision,
+                }),
+                Err(refused) => Err(refused),
+            });
+        }
         let mut exec = ops::Exec {
             group: self,
             shard: cmd.shard,
@@ -245,7 +287,27 @@ impl<'a> ApplyGroup<'a> {
         };
         let output = match outcome {
             Ok(o) => o,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                if let Some(key) = remember {
+                    self.dedup.insert(
+                        key,
+                        dedup::DedupRecord {
+                            applied_at_ms: now,
+                            fingerprint,
+                            revision: state.revision,
+                            result: Err(e.clone()),
+                        },
+                    );
+                    self.states.insert(
+                        cmd.shard,
+                        ShardState {
+                            clock_ms: now,
+                            ..state
+                        },
+                    );
+                }
+                return Ok(Err(e));
+            }
         };
         let ops::Exec {
             staged,
@@ -262,6 +324,17 @@ impl<'a> ApplyGroup<'a> {
         self.staged.extend(staged);
         self.ttl_ops.extend(ttl_ops);
         self.states.insert(cmd.shard, new_state);
+        if let Some(key) = remember {
+            self.dedup.insert(
+                key,
+                dedup::DedupRecord {
+                    applied_at_ms: now,
+                    fingerprint,
+                    revision: new_state.revision,
+                    result: Ok(EncodedOutput::from_output(&output)),
+                },
+            );
+        }
         Ok(Ok(Applied {
             output,
             revision: new_state.revision,
@@ -305,6 +378,9 @@ impl<'a> ApplyGroup<'a> {
         }
         for (shard, st) in &self.states {
             batch.put_cf(meta, shard_state_key(*shard), st.encode());
+        }
+        for (k, record) in &self.dedup {
+            batch.put_cf(meta, k, record.encode()?);
         }
         Ok((batch, self.states))
     }

@@ -70,6 +70,32 @@ pub fn shard_state_key(shard: ShardId) -> Vec<u8> {
     k
 }
 
+/// Prefix of exactly-once request records in `meta`.
+pub const DEDUP_PREFIX: &[u8] = b"dedup/";
+
+/// How long (in shard time) a request id is remembered for exactly-once retries.
+pub const DEDUP_RETENTION_MS: u64 = 120_000;
+
+/// `meta` key of a request id in `shard`.
+pub fn dedup_key(shard: ShardId, request_id: &[u8]) -> Vec<u8> {
+    let mut k = DEDUP_PREFIX.to_vec();
+    k.extend_from_slice(&shard.to_be_bytes());
+    k.extend_from_slice(request_id);
+    k
+}
+
+/// `(shard, applied_at_ms)` of a request record (value format 1:
+/// `0x01 ‖ applied_at_ms:u64 BE ‖ …`), `None` for any other `meta` entry.
+pub fn parse_dedup_entry(key: &[u8], value: &[u8]) -> Option<(ShardId, u64)> {
+    let rest = key.strip_prefix(DEDUP_PREFIX)?;
+    let shard = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+    if value.first() != Some(&1) {
+        return None;
+    }
+    let at = u64::from_be_bytes(value.get(1..9)?.try_into().ok()?);
+    Some((shard, at))
+}
+
 /// The smallest key strictly greater than every key starting with `prefix`,
 /// or `None` when no such key exists (prefix empty or all `0xff`).
 pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -168,10 +168,12 @@ impl Engine {
         let mut small_opts = Options::default();
         small_opts.set_block_based_table_factory(&table_opts(false));
 
+        let mut meta_opts = small_opts.clone();
+        meta_opts.set_compaction_filter("cairn-dedup", ttl_filter::dedup_filter(clocks.clone()));
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_DATA, data_opts),
             ColumnFamilyDescriptor::new(CF_TTL, small_opts.clone()),
-            ColumnFamilyDescriptor::new(CF_META, small_opts.clone()),
+            ColumnFamilyDescriptor::new(CF_META, meta_opts),
             ColumnFamilyDescriptor::new(CF_RAFT, small_opts),
         ];
         let db = Db::open_cf_descriptors(&db_opts, opts.data_dir.join("db"), cfs)?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::compaction_filter::Decision;
 
-use super::keys::split_data_key;
+use super::keys::{DEDUP_RETENTION_MS, parse_dedup_entry, split_data_key};
 use super::record::decode_meta;
 
 /// The applied clock (Unix ms) of every shard, shared by the state machine and
@@ -60,5 +60,19 @@ pub fn filter(
             }
             _ => Decision::Keep,
         }
+    }
+}
+
+/// Builds the filter closure for the `meta` column family: drops exactly-once
+/// request records older than the retention in their shard's applied clock.
+/// Every other `meta` entry is kept.
+pub fn dedup_filter(
+    clocks: Arc<ShardClocks>,
+) -> impl FnMut(u32, &[u8], &[u8]) -> Decision + Send + 'static {
+    move |_level, key, value| match parse_dedup_entry(key, value) {
+        Some((shard, at)) if at.saturating_add(DEDUP_RETENTION_MS) <= clocks.get(shard) => {
+            Decision::Remove
+        }
+        _ => Decision::Keep,
     }
 }
