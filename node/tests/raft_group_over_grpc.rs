@@ -20,6 +20,7 @@ use cairn_node::storage::keys::data_key;
 use cairn_node::storage::record::Record;
 use cairn_node::storage::{CF_DATA, Engine, EngineOptions, SyncMode};
 use cairn_proto::kv::v1 as pb;
+use openraft::async_runtime::watch::WatchReceiver as _;
 use openraft::{BasicNode, Raft};
 
 const SHARD: u32 = 9;
@@ -29,11 +30,66 @@ struct Replica {
     addr: String,
     engine: Engine,
     raft: ShardRaftHandle,
+    groups: ShardGroups,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
+impl Replica {
+    /// Serves the transport on `listener` until [`Replica::cut`].
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let groups = self.groups.clone();
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(RaftTransportService::new(groups).into_server())
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        self.stop = Some(stop);
+    }
+
+    /// Stops the transport: the replica keeps running but nobody reaches it.
+    fn cut(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Serves the transport again on the same address.
+    async fn reconnect(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "rebinding {}: {e}", self.addr);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+}
+
+fn raft_config() -> openraft::Config {
+    openraft::Config {
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        ..Default::default()
+    }
+}
+
 async fn start_replica(id: u64) -> Replica {
+    start_replica_with(id, raft_config()).await
+}
+
+async fn start_replica_with(id: u64, config: openraft::Config) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(&EngineOptions {
         data_dir: dir.path().to_path_buf(),
@@ -44,14 +100,7 @@ async fn start_replica(id: u64) -> Replica {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let config = openraft::Config {
-        heartbeat_interval: 100,
-        election_timeout_min: 400,
-        election_timeout_max: 800,
-        ..Default::default()
-    }
-    .validate()
-    .unwrap();
+    let config = config.validate().unwrap();
     let raft = Raft::new(
         id,
         Arc::new(config),
@@ -63,24 +112,17 @@ async fn start_replica(id: u64) -> Replica {
     .unwrap();
     let groups = ShardGroups::default();
     groups.insert(SHARD, raft.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .add_service(RaftTransportService::new(groups).into_server())
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
-    Replica {
+    let mut replica = Replica {
         id,
         addr,
         engine,
         raft,
-        stop: Some(stop),
+        groups,
+        stop: None,
         _dir: dir,
-    }
+    };
+    replica.serve(listener);
+    replica
 }
 
 fn put(key: &str, value: &str) -> ShardRequest {
@@ -167,9 +209,7 @@ async fn shard_group_replicates_and_survives_leader_loss() {
     // Kill the leader: stop its transport and its Raft instance.
     let idx = replicas.iter().position(|r| r.id == leader).unwrap();
     let mut dead = replicas.remove(idx);
-    if let Some(stop) = dead.stop.take() {
-        let _ = stop.send(());
-    }
+    dead.cut();
     dead.raft.shutdown().await.unwrap();
     let lost_at = Instant::now();
 
@@ -191,6 +231,76 @@ async fn shard_group_replicates_and_survives_leader_loss() {
     for r in &survivors {
         assert_eq!(stored(&r.engine, "{t}/a").as_deref(), Some(&b"one"[..]));
     }
+    for r in replicas {
+        r.raft.shutdown().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_replica_catches_up_by_snapshot_after_logs_are_purged() {
+    let config = || openraft::Config {
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(20),
+        max_in_snapshot_log_to_keep: 0,
+        purge_batch_size: 1,
+        ..raft_config()
+    };
+    let mut replicas = Vec::new();
+    for id in 1..=3 {
+        replicas.push(start_replica_with(id, config()).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = replicas
+        .iter()
+        .map(|r| (r.id, BasicNode::new(&r.addr)))
+        .collect();
+    replicas[0].raft.initialize(members).await.unwrap();
+    let leader = wait_for_leader(
+        &replicas.iter().collect::<Vec<_>>(),
+        Duration::from_secs(20),
+    )
+    .await;
+
+    // Cut off a follower, then write enough for the others to snapshot and purge.
+    let lagging = replicas.iter().position(|r| r.id != leader).unwrap();
+    replicas[lagging].cut();
+    let lead = replicas.iter().find(|r| r.id == leader).unwrap();
+    for i in 0..120 {
+        lead.raft
+            .client_write(put(&format!("{{t}}/k{i:03}"), &format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = lead.raft.metrics().borrow_watched().clone();
+        if m.purged.is_some_and(|p| p.index() > 10) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leader never purged its log: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Back on the network, it can only catch up by snapshot.
+    replicas[lagging].reconnect().await;
+    let caught_up: Vec<&Replica> = vec![&replicas[lagging]];
+    wait_stored(&caught_up, "{t}/k119", "v119").await;
+    let r = &replicas[lagging];
+    let lead = replicas.iter().find(|r| r.id == leader).unwrap();
+    for i in 0..120 {
+        let k = format!("{{t}}/k{i:03}");
+        assert_eq!(
+            stored(&r.engine, &k),
+            stored(&lead.engine, &k),
+            "{k} differs after catch-up"
+        );
+    }
+    let snap = r.raft.metrics().borrow_watched().snapshot;
+    assert!(
+        snap.is_some(),
+        "the replica caught up without installing a snapshot"
+    );
     for r in replicas {
         r.raft.shutdown().await.unwrap();
     }
