@@ -289,22 +289,17 @@ impl<'a> ApplyGroup<'a> {
             Ok(o) => o,
             Err(e) => {
                 if let Some(key) = remember {
-                    self.dedup.insert(
-                        key,
-                        dedup::DedupRecord {
-                            applied_at_ms: now,
-                            fingerprint,
-                            revision: state.revision,
-                            result: Err(e.clone()),
-                        },
-                    );
-                    self.states.insert(
-                        cmd.shard,
-                        ShardState {
-                            clock_ms: now,
-                            ..state
-                        },
-                    );
+                    let record = dedup::DedupRecord {
+                        applied_at_ms: now,
+                        fingerprint,
+                        revision: state.revision,
+                        result: Err(e.clone()),
+                    };
+                    let at_now = ShardState {
+                        clock_ms: now,
+                        ..state
+                    };
+                    self.record(cmd.shard, at_now, key, record);
                 }
                 return Ok(Err(e));
             }
@@ -325,20 +320,30 @@ impl<'a> ApplyGroup<'a> {
         self.ttl_ops.extend(ttl_ops);
         self.states.insert(cmd.shard, new_state);
         if let Some(key) = remember {
-            self.dedup.insert(
-                key,
-                dedup::DedupRecord {
-                    applied_at_ms: now,
-                    fingerprint,
-                    revision: new_state.revision,
-                    result: Ok(EncodedOutput::from_output(&output)),
-                },
-            );
+            let record = dedup::DedupRecord {
+                applied_at_ms: now,
+                fingerprint,
+                revision: new_state.revision,
+                result: Ok(EncodedOutput::from_output(&output)),
+            };
+            self.record(cmd.shard, new_state, key, record);
         }
         Ok(Ok(Applied {
             output,
             revision: new_state.revision,
         }))
+    }
+
+    /// Stages a request record and the shard state that goes with it.
+    fn record(
+        &mut self,
+        shard: ShardId,
+        state: ShardState,
+        key: Vec<u8>,
+        record: dedup::DedupRecord,
+    ) {
+        self.states.insert(shard, state);
+        self.dedup.insert(key, record);
     }
 
     /// Reads the stored record of `key` as the group sees it (staged changes
