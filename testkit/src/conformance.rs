@@ -584,7 +584,7 @@ pub async fn read_your_writes_token(mut kv: Kv) {
     assert_eq!(r.kv.unwrap().value, b"v");
     let far = kv
         .get(pb::GetRequest {
-            key: k.into_bytes(),
+            key: k.clone().into_bytes(),
             read: Some(pb::ReadOptions {
                 consistency: 0,
                 min_revision: rev + 1_000_000_000,
@@ -592,6 +592,23 @@ pub async fn read_your_writes_token(mut kv: Kv) {
         })
         .await;
     expect_code(far, Code::DeadlineExceeded, "min_revision");
+    // A per-shard token cannot bound a read across shards: refused, not a hang.
+    let token = Some(pb::ReadOptions {
+        consistency: 0,
+        min_revision: rev,
+    });
+    let scan = kv
+        .scan(pb::ScanRequest {
+            read: token,
+            ..Default::default()
+        })
+        .await;
+    expect_code(scan, Code::InvalidArgument, "per-shard");
+    let keys: Vec<Vec<u8>> = (0..64).map(|i| format!("{k}-{i}").into_bytes()).collect();
+    let bg = kv
+        .batch_get(pb::BatchGetRequest { keys, read: token })
+        .await;
+    expect_code(bg, Code::InvalidArgument, "per-shard");
 }
 
 /// Every limit is enforced with INVALID_ARGUMENT naming the limit, and a

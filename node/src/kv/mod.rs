@@ -280,7 +280,11 @@ impl KvStore {
             shards.push(self.inner.shards.shard_for_key(k));
         }
         if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
-            for &s in &shards {
+            let first = shards.first().copied();
+            if shards.iter().any(|&s| Some(s) != first) {
+                return Err(cross_shard_token());
+            }
+            if let Some(s) = first {
                 self.wait_read(s, req.read.as_ref()).await?;
             }
         }
@@ -545,10 +549,8 @@ impl KvStore {
     /// Bad range or token, limit too large, `min_revision` timeout, storage failure.
     pub async fn scan(&self, req: pb::ScanRequest) -> Result<pb::ScanResponse, KvError> {
         let plan = scan::ScanPlan::new(&req, &self.inner.limits)?;
-        if let Some(r) = req.read.as_ref().filter(|r| r.min_revision > 0) {
-            for s in 0..self.inner.shards.get() {
-                self.wait_read(s, Some(r)).await?;
-            }
+        if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
+            return Err(cross_shard_token());
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.scan_blocking(&plan))
@@ -588,6 +590,16 @@ fn snap_iter<'a>(
     ro: ReadOptions,
 ) -> rocksdb::DBRawIteratorWithThreadMode<'a, crate::storage::Db> {
     db.raw_iterator_cf_opt(cf, ro)
+}
+
+/// `min_revision` is a revision of one shard, so it cannot bound a read
+/// that spans shards; refusing beats waiting for a revision other shards may
+/// never reach.
+fn cross_shard_token() -> KvError {
+    KvError::invalid(
+        "min_revision_cross_shard",
+        "min_revision is a per-shard token: it applies to Get and to a BatchGet whose keys share one shard, not to Scan or multi-shard BatchGet",
+    )
 }
 
 fn prefix_error(i: usize, e: KvError) -> KvError {
