@@ -149,4 +149,36 @@ async fn health_readiness_metrics_and_grpc_services() {
         r.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
+
+    // Server reflection lists the KV service, so grpcurl and friends work without .proto files.
+    use tonic_reflection::pb::v1 as refl;
+    let ch = tonic::transport::Channel::from_shared(t.node.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = refl::server_reflection_client::ServerReflectionClient::new(ch);
+    let request = refl::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            refl::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().expect("one answer");
+    let Some(refl::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("unexpected reflection answer {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"cairn.kv.v1.KV".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_string()),
+        "{names:?}"
+    );
 }

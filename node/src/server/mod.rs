@@ -129,6 +129,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cairn_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Advertise only what this process serves (the descriptor set also
+        // holds the Raft transport, which a single node does not serve yet).
+        .with_service_name("cairn.kv.v1.KV")
+        .with_service_name("grpc.health.v1.Health")
         .build_v1()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
     let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
