@@ -2,9 +2,11 @@
 //!
 //! Built so far: each shard's Raft **log storage** ([`log_store`]) and
 //! **state machine** ([`state_machine`]) on the node's one RocksDB, checked by
-//! openraft's own storage conformance suite. The transport, the meta group and
-//! request routing through Raft come next; until then the node serves through
-//! the single-node commit pipeline.
+//! openraft's own storage conformance suite, and the gRPC **transport**
+//! ([`network`]) that carries every group's messages over one connection per
+//! peer. Running the groups inside `cairn-node` (bootstrap, join, the meta
+//! group, routing requests through Raft) comes next; until then the node
+//! serves through the single-node commit pipeline.
 
 pub mod log_store;
 pub mod network;
