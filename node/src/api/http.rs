@@ -149,13 +149,7 @@ impl Gateway {
         match method.as_str() {
             "GET" | "HEAD" => self.get(key, &q, method == Method::HEAD).await,
             "PUT" => {
-                let value = read_body(
-                    headers,
-                    body,
-                    self.store.limits().max_value_bytes,
-                    "max-value-bytes",
-                )
-                .await?;
+                let value = self.read_value(headers, body).await?;
                 let if_none_match = header_is(headers, header::IF_NONE_MATCH, "*");
                 let req = pb::PutRequest {
                     key,
@@ -176,13 +170,7 @@ impl Gateway {
                 }
             }
             "UPDATE" | "PATCH" => {
-                let value = read_body(
-                    headers,
-                    body,
-                    self.store.limits().max_value_bytes,
-                    "max-value-bytes",
-                )
-                .await?;
+                let value = self.read_value(headers, body).await?;
                 let req = pb::UpdateRequest {
                     key,
                     value: value.to_vec(),
@@ -221,6 +209,17 @@ impl Gateway {
             }
             _ => Err(not_allowed(&method, KEY_METHODS)),
         }
+    }
+
+    /// Reads a raw value body, refusing one over the value limit.
+    async fn read_value(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+        read_body(
+            headers,
+            body,
+            self.store.limits().max_value_bytes,
+            "max-value-bytes",
+        )
+        .await
     }
 
     async fn get(&self, key: Vec<u8>, q: &HashMap<String, String>, head: bool) -> HttpResult {

@@ -163,27 +163,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     ));
 
     let http_router = crate::api::http::router(store.clone(), metrics.clone());
-    let http_stop = wait_stop(stop_rx.clone());
-    servers.push((
-        "HTTP",
-        tokio::spawn(async move {
-            axum::serve(http_l, http_router)
-                .with_graceful_shutdown(http_stop)
-                .await
-                .map_err(|e| e.to_string())
-        }),
-    ));
-
+    servers.push(("HTTP", serve_http(http_l, http_router, stop_rx.clone())));
     let ops_router = ops_router(metrics.clone(), ready.clone());
-    let ops_stop = wait_stop(stop_rx.clone());
     servers.push((
         "metrics",
-        tokio::spawn(async move {
-            axum::serve(metrics_l, ops_router)
-                .with_graceful_shutdown(ops_stop)
-                .await
-                .map_err(|e| e.to_string())
-        }),
+        serve_http(metrics_l, ops_router, stop_rx.clone()),
     ));
 
     let reaper = tokio::spawn(crate::reaper::run(
@@ -205,6 +189,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         servers,
         reaper,
+    })
+}
+
+/// Serves `router` on `listener` until `stop` fires, then drains.
+fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<Result<(), String>> {
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(wait_stop(stop))
+            .await
+            .map_err(|e| e.to_string())
     })
 }
 
