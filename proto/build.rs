@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cairn/kv/v1/kv.proto",
         "proto/cairn/raft/v1/command.proto",
         "proto/cairn/raft/v1/transport.proto",
+        "proto/cairn/admin/v1/admin.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

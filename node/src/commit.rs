@@ -49,7 +49,8 @@ pub struct ShardProgress {
 }
 
 impl ShardProgress {
-    fn new(states: &[ShardState]) -> Self {
+    /// Progress starting from the shards' current `states`.
+    pub fn new(states: &[ShardState]) -> Self {
         Self {
             revisions: states
                 .iter()
@@ -63,6 +64,17 @@ impl ShardProgress {
         self.revisions
             .get(shard as usize)
             .map_or(0, |s| *s.borrow())
+    }
+
+    /// Publishes that `shard` has durably reached `revision` (never goes back).
+    pub fn publish(&self, shard: ShardId, revision: u64) {
+        if let Some(tx) = self.revisions.get(shard as usize) {
+            tx.send_if_modified(|r| {
+                let changed = *r != revision;
+                *r = revision;
+                changed
+            });
+        }
     }
 
     /// Waits until `shard` has reached `revision`; `false` on timeout.
@@ -98,10 +110,10 @@ impl CommitPipeline {
     pub fn start(
         engine: Engine,
         states: Vec<ShardState>,
+        progress: Arc<ShardProgress>,
         metrics: Metrics,
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-        let progress = Arc::new(ShardProgress::new(&states));
         let writer = Writer {
             engine,
             states,
@@ -213,13 +225,7 @@ impl Writer {
                         *slot = st;
                     }
                     self.engine.clocks().advance(shard, st.clock_ms);
-                    if let Some(tx) = self.progress.revisions.get(shard as usize) {
-                        tx.send_if_modified(|r| {
-                            let changed = *r != st.revision;
-                            *r = st.revision;
-                            changed
-                        });
-                    }
+                    self.progress.publish(shard, st.revision);
                 }
             }
             Err(e) => {

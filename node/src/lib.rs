@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod clock;
+pub mod cluster;
 pub mod commit;
 pub mod kv;
 pub mod metrics;

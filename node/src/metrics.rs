@@ -22,6 +22,8 @@ pub struct Metrics {
     pub ttl_expired_keys: IntCounter,
     /// Bytes held by the block cache.
     pub block_cache_usage: IntGauge,
+    /// Raft snapshots this node installed (a replica caught up by snapshot).
+    pub raft_snapshots_installed: IntCounter,
 }
 
 /// Latency buckets from 50µs to ~13s.
@@ -70,6 +72,11 @@ impl Metrics {
             "cairn_block_cache_usage_bytes",
             "Bytes held by the block cache.",
         )?;
+        let raft_snapshots_installed = IntCounter::new(
+            "cairn_raft_snapshots_installed_total",
+            "Shard snapshots installed from a leader (catch-up of a lagging replica).",
+        )?;
+        registry.register(Box::new(raft_snapshots_installed.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(commit_group_commands.clone()))?;
@@ -88,6 +95,7 @@ impl Metrics {
             commit_write_duration,
             ttl_expired_keys,
             block_cache_usage,
+            raft_snapshots_installed,
         })
     }
 

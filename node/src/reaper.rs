@@ -45,6 +45,10 @@ fn due_keys(store: &KvStore, shard: u32, now_ms: u64) -> Vec<DueKey> {
 pub async fn reap_once(store: &KvStore) -> usize {
     let mut removed = 0;
     for shard in 0..store.shards().get() {
+        // In a cluster only the shard's leader proposes expiries.
+        if !store.leads(shard) {
+            continue;
+        }
         loop {
             let now = store.clock().now_ms();
             let due = due_keys(store, shard, now);

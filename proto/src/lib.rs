@@ -19,6 +19,15 @@ pub mod raft {
     }
 }
 
+/// `cairn.admin.v1`: cluster administration.
+pub mod admin {
+    /// Version 1 of the admin API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("cairn.admin.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Cairn proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cairn_descriptor.bin"));

@@ -3,6 +3,7 @@
 //! that runs real `cairn-node` processes ([`process`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod conformance;
 pub mod process;
 

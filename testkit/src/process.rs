@@ -52,6 +52,22 @@ impl NodeProcess {
     /// Starts a node on free loopback ports and waits (up to 60 s) for its
     /// ready line.
     pub fn start(spec: NodeSpec) -> anyhow::Result<Self> {
+        Self::start_at(spec, None)
+    }
+
+    /// Starts a node on the given gRPC, HTTP and metrics addresses (free
+    /// loopback ports when `None`).
+    pub fn start_at(spec: NodeSpec, addrs: Option<[SocketAddr; 3]>) -> anyhow::Result<Self> {
+        let addrs = addrs.map_or_else(
+            || {
+                [
+                    "127.0.0.1:0".to_string(),
+                    "127.0.0.1:0".into(),
+                    "127.0.0.1:0".into(),
+                ]
+            },
+            |a| a.map(|x| x.to_string()),
+        );
         let stderr_log = spec.data_dir.with_extension("stderr.log");
         std::fs::create_dir_all(&spec.data_dir)?;
         let log = std::fs::OpenOptions::new()
@@ -63,11 +79,11 @@ impl NodeProcess {
             .arg(&spec.data_dir)
             .args([
                 "--grpc-addr",
-                "127.0.0.1:0",
+                &addrs[0],
                 "--http-addr",
-                "127.0.0.1:0",
+                &addrs[1],
                 "--metrics-addr",
-                "127.0.0.1:0",
+                &addrs[2],
             ])
             .args(&spec.args)
             .stdin(Stdio::null())
@@ -160,12 +176,36 @@ impl NodeProcess {
         }
     }
 
-    /// Starts a new process with the same spec (same data directory).
+    /// Starts a new process with the same spec (same data directory) on the
+    /// same addresses, so peers that stored them reach it again.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let fresh = Self::start(self.spec.clone())?;
-        *self = fresh;
-        Ok(())
+        self.start_again()
+    }
+
+    /// Starts a stopped node again on its previous addresses (retrying for a
+    /// while if a port is still held by the old process's sockets).
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        let addrs = [self.grpc, self.http, self.metrics];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match Self::start_at(self.spec.clone(), Some(addrs)) {
+                Ok(fresh) => {
+                    *self = fresh;
+                    return Ok(());
+                }
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("restart failed, retrying: {e:#}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 }
 

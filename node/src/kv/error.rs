@@ -88,6 +88,16 @@ impl From<CommitError> for KvError {
     }
 }
 
+impl From<crate::cluster::ClusterError> for KvError {
+    fn from(e: crate::cluster::ClusterError) -> Self {
+        use crate::cluster::ClusterError as C;
+        match e {
+            C::Storage(s) => Self::Storage(s),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
 impl From<StorageError> for KvError {
     fn from(e: StorageError) -> Self {
         Self::Storage(e.to_string())

@@ -19,7 +19,8 @@ pub use error::KvError;
 pub use limits::Limits;
 
 use crate::clock::Clock;
-use crate::commit::CommitPipeline;
+use crate::cluster::{Cluster, ClusterError, ClusterOptions};
+use crate::commit::{CommitPipeline, ShardProgress};
 use crate::metrics::Metrics;
 use crate::partition::{ShardCount, ShardId};
 use crate::state_machine::to_kv;
@@ -37,6 +38,25 @@ struct ClusterIdentity {
     format: u32,
     node_id: u64,
     shard_count: u32,
+    /// Set for a cluster member; absent for a standalone node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster_id: Option<String>,
+}
+
+/// What a data directory was created as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredRole {
+    /// Never used.
+    New,
+    /// A standalone node (no replication).
+    Standalone,
+    /// A member of the cluster with this id and shard count.
+    Member {
+        /// The cluster's id.
+        cluster_id: String,
+        /// Its shard count.
+        shards: u32,
+    },
 }
 
 /// Settings for [`KvStore::open`].
@@ -64,79 +84,143 @@ struct Inner {
     node_id: u64,
     limits: Limits,
     clock: Arc<dyn Clock>,
-    pipeline: CommitPipeline,
+    progress: Arc<ShardProgress>,
+    writes: Writes,
+    /// Source of request ids for writes that arrive without one.
+    next_internal_id: std::sync::atomic::AtomicU64,
+    boot_ms: u64,
+}
+
+/// Where writes go.
+enum Writes {
+    /// The local group-commit pipeline (standalone node).
+    Local(CommitPipeline),
+    /// The shard's Raft group (cluster member).
+    Replicated(Arc<Cluster>),
 }
 
 impl KvStore {
-    /// Opens the data directory, checks it against the options, and starts
-    /// the commit pipeline.
+    /// Opens the data directory as a standalone node, checks it against the
+    /// options, and starts the commit pipeline.
     ///
     /// # Errors
     /// Storage errors, a locked directory, or a directory created with a
-    /// different node id or shard count.
+    /// different node id or shard count, or as a cluster member.
     pub fn open(
         opts: StoreOptions,
         clock: Arc<dyn Clock>,
         metrics: Metrics,
     ) -> Result<Self, StorageError> {
         let engine = Engine::open(&opts.engine)?;
-        let identity = ClusterIdentity {
-            format: 1,
-            node_id: opts.node_id,
-            shard_count: opts.shards.get(),
-        };
-        match engine.get_meta(CLUSTER_KEY)? {
-            Some(bytes) => {
-                let found: ClusterIdentity = serde_json::from_slice(&bytes)
-                    .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))?;
-                if found.node_id != identity.node_id {
-                    return Err(StorageError::Mismatch(format!(
-                        "data directory belongs to node {}, but this node was started as node {}",
-                        found.node_id, identity.node_id
-                    )));
-                }
-                if found.shard_count != identity.shard_count {
-                    return Err(StorageError::Mismatch(format!(
-                        "data directory was created with {} shards, but --shards is {}; the shard count cannot change",
-                        found.shard_count, identity.shard_count
-                    )));
-                }
-            }
-            None => {
-                let mut batch = rocksdb::WriteBatch::default();
-                let json = serde_json::to_vec(&identity)
-                    .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))?;
-                batch.put_cf(engine.cf(CF_META)?, CLUSTER_KEY, json);
-                engine.write(batch)?;
-            }
-        }
-        let mut states = Vec::with_capacity(opts.shards.get() as usize);
-        for shard in 0..opts.shards.get() {
-            states.push(match engine.get_meta(&shard_state_key(shard))? {
-                Some(b) => ShardState::decode(&b)?,
-                None => ShardState::default(),
-            });
-        }
-        engine
-            .clocks()
-            .init(&states.iter().map(|s| s.clock_ms).collect::<Vec<_>>());
-        let pipeline =
-            CommitPipeline::start(engine.clone(), states, metrics).map_err(|source| {
-                StorageError::Io {
-                    context: "starting the commit thread".into(),
-                    source,
-                }
+        Self::open_on(engine, opts, clock, metrics)
+    }
+
+    /// [`KvStore::open`] on an already opened engine.
+    ///
+    /// # Errors
+    /// As [`KvStore::open`].
+    pub fn open_on(
+        engine: Engine,
+        opts: StoreOptions,
+        clock: Arc<dyn Clock>,
+        metrics: Metrics,
+    ) -> Result<Self, StorageError> {
+        let states = load_states(&engine, &opts, None)?;
+        let progress = Arc::new(ShardProgress::new(&states));
+        let pipeline = CommitPipeline::start(engine.clone(), states, progress.clone(), metrics)
+            .map_err(|source| StorageError::Io {
+                context: "starting the commit thread".into(),
+                source,
             })?;
-        Ok(Self {
+        Ok(Self::assemble(
+            engine,
+            &opts,
+            clock,
+            progress,
+            Writes::Local(pipeline),
+        ))
+    }
+
+    /// What `engine`'s data directory was created as.
+    ///
+    /// # Errors
+    /// Storage failure or an unreadable identity record.
+    pub fn stored_role(engine: &Engine) -> Result<StoredRole, StorageError> {
+        Ok(match read_identity(engine)? {
+            None => StoredRole::New,
+            Some(ClusterIdentity {
+                cluster_id: Some(cluster_id),
+                shard_count,
+                ..
+            }) => StoredRole::Member {
+                cluster_id,
+                shards: shard_count,
+            },
+            Some(_) => StoredRole::Standalone,
+        })
+    }
+
+    /// Opens an engine as a member of cluster `cluster_id`: writes go through
+    /// the shards' Raft groups, which start here.
+    ///
+    /// # Errors
+    /// Identity mismatches, storage failure, groups that cannot start.
+    pub async fn open_member(
+        engine: Engine,
+        opts: StoreOptions,
+        clock: Arc<dyn Clock>,
+        cluster: ClusterOptions,
+        cluster_id: &str,
+    ) -> Result<(Self, Arc<Cluster>), ClusterError> {
+        let states = {
+            let engine = engine.clone();
+            let opts = opts.clone();
+            let id = cluster_id.to_string();
+            tokio::task::spawn_blocking(move || load_states(&engine, &opts, Some(&id)))
+                .await
+                .map_err(|e| ClusterError::Storage(e.to_string()))??
+        };
+        let progress = Arc::new(ShardProgress::new(&states));
+        let cluster = Cluster::open(engine.clone(), opts.shards, progress.clone(), cluster).await?;
+        let store = Self::assemble(
+            engine,
+            &opts,
+            clock,
+            progress,
+            Writes::Replicated(cluster.clone()),
+        );
+        Ok((store, cluster))
+    }
+
+    fn assemble(
+        engine: Engine,
+        opts: &StoreOptions,
+        clock: Arc<dyn Clock>,
+        progress: Arc<ShardProgress>,
+        writes: Writes,
+    ) -> Self {
+        let boot_ms = clock.now_ms();
+        Self {
             inner: Arc::new(Inner {
                 engine,
                 shards: opts.shards,
                 node_id: opts.node_id,
                 limits: opts.limits,
                 clock,
-                pipeline,
+                progress,
+                writes,
+                next_internal_id: std::sync::atomic::AtomicU64::new(0),
+                boot_ms,
             }),
-        })
+        }
+    }
+
+    /// The cluster this node is a member of (`None` when standalone).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.inner.writes {
+            Writes::Replicated(c) => Some(c),
+            Writes::Local(_) => None,
+        }
     }
 
     /// The storage engine (for metrics and admin tasks).
@@ -166,22 +250,39 @@ impl KvStore {
 
     /// The last durable revision of `shard`.
     pub fn revision(&self, shard: ShardId) -> u64 {
-        self.inner.pipeline.progress().revision(shard)
+        self.inner.progress.revision(shard)
     }
 
     /// Commits everything queued and stops accepting writes.
     pub fn close(&self) {
-        self.inner.pipeline.close();
+        if let Writes::Local(p) = &self.inner.writes {
+            p.close();
+        }
         if let Err(e) = self.inner.engine.sync_wal() {
             tracing::error!(error = %e, "syncing the WAL at shutdown failed");
         }
     }
 
     fn header(&self, revision: u64, shard: Option<ShardId>) -> pb::ResponseHeader {
+        let leader_id = match (&self.inner.writes, shard) {
+            (Writes::Replicated(c), Some(s)) => c.leader(s).map_or(0, |l| l.id),
+            (Writes::Local(_), Some(_)) => self.inner.node_id,
+            _ => 0,
+        };
         pb::ResponseHeader {
             revision,
             shard: shard.unwrap_or(0),
             node_id: self.inner.node_id,
+            leader_id,
+        }
+    }
+
+    /// Whether this node should run background writes (TTL expiry) for
+    /// `shard`: always when standalone, only on the leader in a cluster.
+    pub fn leads(&self, shard: ShardId) -> bool {
+        match &self.inner.writes {
+            Writes::Local(_) => true,
+            Writes::Replicated(c) => c.is_leader(shard),
         }
     }
 
@@ -196,13 +297,77 @@ impl KvStore {
         request_id: Vec<u8>,
     ) -> Result<Applied, KvError> {
         self.inner.limits.check_request_id(&request_id)?;
-        let cmd = Command {
+        let mut cmd = Command {
             shard,
             now_ms: self.inner.clock.now_ms(),
             op,
             request_id,
         };
-        Ok(self.inner.pipeline.submit(cmd).await?)
+        match &self.inner.writes {
+            Writes::Local(p) => Ok(p.submit(cmd).await?),
+            Writes::Replicated(c) => {
+                if cmd.request_id.is_empty() {
+                    // Forwarding may retry after an unknown outcome; an id
+                    // makes that retry answer from the exactly-once table.
+                    let n = self
+                        .inner
+                        .next_internal_id
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    cmd.request_id = format!(
+                        "cairn-node/{}/{}/{n}",
+                        self.inner.node_id, self.inner.boot_ms
+                    )
+                    .into_bytes();
+                }
+                let resp = c
+                    .propose(shard, crate::raft::ShardRequest::from_command(&cmd), 0)
+                    .await?;
+                match resp.outcome {
+                    Some(Ok(out)) => Ok(Applied {
+                        output: out.to_output()?,
+                        revision: resp.revision,
+                    }),
+                    Some(Err(refused)) => Err(KvError::Refused(refused)),
+                    None => Err(KvError::Storage("the shard returned no result".into())),
+                }
+            }
+        }
+    }
+
+    /// Makes reads of `shards` on this node safe: in a cluster, checks this
+    /// node holds them and, unless the read is `SERIALIZABLE`, waits for a
+    /// linearizable read index; then waits for `min_revision`.
+    async fn read_gate(
+        &self,
+        shards: &[ShardId],
+        read: Option<&pb::ReadOptions>,
+    ) -> Result<(), KvError> {
+        if let Writes::Replicated(c) = &self.inner.writes {
+            for &s in shards {
+                if c.group(s).is_none() {
+                    let hint = c
+                        .leader(s)
+                        .map(|l| format!("; its leader is node {} at {}", l.id, l.addr))
+                        .unwrap_or_default();
+                    return Err(KvError::Unavailable(format!(
+                        "shard {s} has no replica on node {}{hint}; send reads for it to a node that holds it (cairn-client routes by shard map)",
+                        self.inner.node_id
+                    )));
+                }
+            }
+            let serializable =
+                read.is_some_and(|r| r.consistency == pb::Consistency::Serializable as i32);
+            if !serializable {
+                let barriers = shards.iter().map(|&s| c.read_barrier(s));
+                for r in futures::future::join_all(barriers).await {
+                    r?;
+                }
+            }
+        }
+        if let (Some(&s), true) = (shards.first(), shards.len() == 1) {
+            self.wait_read(s, read).await?;
+        }
+        Ok(())
     }
 
     async fn wait_read(
@@ -214,7 +379,7 @@ impl KvStore {
         if min == 0 {
             return Ok(());
         }
-        let progress = self.inner.pipeline.progress();
+        let progress = &self.inner.progress;
         if progress.wait_for(shard, min, MIN_REVISION_WAIT).await {
             Ok(())
         } else {
@@ -245,7 +410,7 @@ impl KvStore {
     pub async fn get(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, KvError> {
         self.inner.limits.check_key(&req.key)?;
         let shard = self.inner.shards.shard_for_key(&req.key);
-        self.wait_read(shard, req.read.as_ref()).await?;
+        self.read_gate(&[shard], req.read.as_ref()).await?;
         let now = self.inner.clock.now_ms();
         let db = self.inner.engine.db();
         let snap = db.snapshot();
@@ -279,15 +444,13 @@ impl KvStore {
             limits.check_key(k)?;
             shards.push(self.inner.shards.shard_for_key(k));
         }
-        if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
-            let first = shards.first().copied();
-            if shards.iter().any(|&s| Some(s) != first) {
-                return Err(cross_shard_token());
-            }
-            if let Some(s) = first {
-                self.wait_read(s, req.read.as_ref()).await?;
-            }
+        let mut distinct = shards.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if req.read.as_ref().is_some_and(|r| r.min_revision > 0) && distinct.len() > 1 {
+            return Err(cross_shard_token());
         }
+        self.read_gate(&distinct, req.read.as_ref()).await?;
         let now = self.inner.clock.now_ms();
         let db = self.inner.engine.db();
         let snap = db.snapshot();
@@ -552,6 +715,8 @@ impl KvStore {
         if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
             return Err(cross_shard_token());
         }
+        let all: Vec<ShardId> = (0..self.inner.shards.get()).collect();
+        self.read_gate(&all, req.read.as_ref()).await?;
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.scan_blocking(&plan))
             .await
@@ -582,6 +747,83 @@ impl KvStore {
             next_page_token,
         })
     }
+}
+
+fn read_identity(engine: &Engine) -> Result<Option<ClusterIdentity>, StorageError> {
+    engine
+        .get_meta(CLUSTER_KEY)?
+        .map(|bytes| {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))
+        })
+        .transpose()
+}
+
+/// Checks (or, in a new directory, writes) the directory's identity and
+/// loads every shard's state.
+fn load_states(
+    engine: &Engine,
+    opts: &StoreOptions,
+    cluster_id: Option<&str>,
+) -> Result<Vec<ShardState>, StorageError> {
+    let identity = ClusterIdentity {
+        format: 1,
+        node_id: opts.node_id,
+        shard_count: opts.shards.get(),
+        cluster_id: cluster_id.map(str::to_string),
+    };
+    match read_identity(engine)? {
+        Some(found) => {
+            if found.node_id != identity.node_id {
+                return Err(StorageError::Mismatch(format!(
+                    "data directory belongs to node {}, but this node was started as node {}",
+                    found.node_id, identity.node_id
+                )));
+            }
+            if found.shard_count != identity.shard_count {
+                return Err(StorageError::Mismatch(format!(
+                    "data directory was created with {} shards, but --shards is {}; the shard count cannot change",
+                    found.shard_count, identity.shard_count
+                )));
+            }
+            match (&found.cluster_id, cluster_id) {
+                (None, Some(_)) => {
+                    return Err(StorageError::Mismatch(
+                        "data directory belongs to a standalone node; a cluster member needs a new --data-dir".into(),
+                    ));
+                }
+                (Some(c), None) => {
+                    return Err(StorageError::Mismatch(format!(
+                        "data directory belongs to a member of cluster {c}; start it with --join (or --bootstrap for the node that created the cluster)"
+                    )));
+                }
+                (Some(a), Some(b)) if a != b => {
+                    return Err(StorageError::Mismatch(format!(
+                        "data directory belongs to cluster {a}, not {b}"
+                    )));
+                }
+                _ => {}
+            }
+        }
+        None => {
+            let mut batch = rocksdb::WriteBatch::default();
+            let json = serde_json::to_vec(&identity)
+                .map_err(|e| StorageError::Corrupt(format!("cluster identity: {e}")))?;
+            batch.put_cf(engine.cf(CF_META)?, CLUSTER_KEY, json);
+            engine.write(batch)?;
+        }
+    }
+    let mut states = Vec::with_capacity(opts.shards.get() as usize);
+    for shard in 0..opts.shards.get() {
+        states.push(match engine.get_meta(&shard_state_key(shard))? {
+            Some(b) => ShardState::decode(&b)?,
+            None => ShardState::default(),
+        });
+    }
+    engine
+        .clocks()
+        .init(&states.iter().map(|s| s.clock_ms).collect::<Vec<_>>());
+    Ok(states)
 }
 
 fn snap_iter<'a>(

@@ -14,7 +14,8 @@ use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::error::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{BasicNode, Raft, RaftNetworkV2};
 use rpb::raft_transport_client::RaftTransportClient;
@@ -25,7 +26,7 @@ use tonic::{Request, Response, Status};
 
 use super::log_store::{decode, encode};
 use super::state_machine::ShardStateMachine;
-use super::types::ShardRaft;
+use super::types::{ShardRaft, ShardRequest, ShardResponse};
 use crate::partition::ShardId;
 
 /// A shard's Raft instance.
@@ -37,7 +38,90 @@ pub struct Peers {
     channels: Arc<Mutex<HashMap<u64, (String, Channel)>>>,
 }
 
+/// Why a peer could not do what was asked (travels inside a reply).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteError {
+    /// Whether asking again (there or elsewhere) may succeed.
+    pub retryable: bool,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl RemoteError {
+    fn unreachable(e: impl std::fmt::Display) -> Self {
+        Self {
+            retryable: true,
+            message: e.to_string(),
+        }
+    }
+}
+
 impl Peers {
+    /// Passes a write for `shard` to peer `id` (see `cairn.raft.v1.Forward`).
+    ///
+    /// # Errors
+    /// The peer is unreachable or refused; `retryable` says whether to retry.
+    pub async fn forward(
+        &self,
+        id: u64,
+        addr: &str,
+        shard: ShardId,
+        req: &ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, RemoteError> {
+        let mut client = self.client(id, addr).map_err(RemoteError::unreachable)?;
+        let mut msg = Request::new(rpb::ForwardRequest {
+            shard,
+            command: req.command.clone(),
+            hops,
+        });
+        msg.set_timeout(std::time::Duration::from_secs(15));
+        let reply = client
+            .forward(msg)
+            .await
+            .map_err(RemoteError::unreachable)?
+            .into_inner();
+        decode::<Result<ShardResponse, RemoteError>>(&reply.payload)
+            .map_err(RemoteError::unreachable)?
+    }
+
+    /// Asks peer `id` (the leader of `shard`) for a read index.
+    ///
+    /// # Errors
+    /// The peer is unreachable, not the leader, or could not confirm leadership.
+    pub async fn read_index(
+        &self,
+        id: u64,
+        addr: &str,
+        shard: ShardId,
+    ) -> Result<u64, RemoteError> {
+        let mut client = self.client(id, addr).map_err(RemoteError::unreachable)?;
+        let mut msg = Request::new(rpb::RaftMessage {
+            shard,
+            payload: Vec::new(),
+        });
+        msg.set_timeout(std::time::Duration::from_secs(5));
+        let reply = client
+            .read_index(msg)
+            .await
+            .map_err(RemoteError::unreachable)?
+            .into_inner();
+        decode::<Result<u64, RemoteError>>(&reply.payload).map_err(RemoteError::unreachable)?
+    }
+
+    /// A channel to peer `id` at `addr`, for other services on the same connection.
+    ///
+    /// # Errors
+    /// An address that is not a valid URI.
+    pub fn channel(&self, id: u64, addr: &str) -> Result<Channel, String> {
+        self.client(id, addr)?;
+        let map = self.channels.lock().map_err(|e| e.to_string())?;
+        map.get(&id)
+            .map(|(_, ch)| ch.clone())
+            .ok_or_else(|| format!("no channel to node {id}"))
+    }
+
     fn client(&self, id: u64, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
         let mut map = self.channels.lock().map_err(|e| e.to_string())?;
         if let Some((known, ch)) = map.get(&id)
@@ -113,6 +197,7 @@ impl ShardNetwork {
         let reply = match kind {
             "append" => client.append_entries(msg).await,
             "vote" => client.vote(msg).await,
+            "transfer" => client.transfer_leader(msg).await,
             _ => client.install_snapshot(msg).await,
         }
         .map_err(unreachable)?;
@@ -140,6 +225,14 @@ impl RaftNetworkV2<ShardRaft> for ShardNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<ShardRaft>, RPCError<ShardRaft>> {
         self.call("vote", &rpc, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<ShardRaft>, RPCError<ShardRaft>> {
+        self.call("transfer", &req, &option).await
     }
 
     async fn full_snapshot(
@@ -174,16 +267,74 @@ impl ShardGroups {
     }
 }
 
+/// What the transport's server side needs from the node hosting the groups.
+#[tonic::async_trait]
+pub trait GroupHost: Send + Sync + 'static {
+    /// The group a peer's message is for; may start it (a new replica).
+    async fn group_for_peer(&self, shard: ShardId) -> Option<ShardRaftHandle>;
+    /// Commits a write forwarded by a peer.
+    async fn forward(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, RemoteError>;
+    /// The read index of `shard` (leader only).
+    async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError>;
+}
+
+fn not_hosted(shard: ShardId) -> RemoteError {
+    RemoteError {
+        retryable: true,
+        message: format!("shard {shard} has no replica here"),
+    }
+}
+
+#[tonic::async_trait]
+impl GroupHost for ShardGroups {
+    async fn group_for_peer(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        self.get(shard)
+    }
+
+    async fn forward(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        _hops: u32,
+    ) -> Result<ShardResponse, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        raft.client_write(req)
+            .await
+            .map(|r| r.data)
+            .map_err(RemoteError::unreachable)
+    }
+
+    async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex)
+            .await
+            .map(|l| l.read_log_id().index())
+            .map_err(RemoteError::unreachable)
+    }
+}
+
 /// The server side of the transport: hands each message to its group.
 #[derive(Clone)]
 pub struct RaftTransportService {
-    groups: ShardGroups,
+    host: Arc<dyn GroupHost>,
 }
 
 impl RaftTransportService {
-    /// Serves the groups in `groups`.
-    pub fn new(groups: ShardGroups) -> Self {
-        Self { groups }
+    /// Serves the groups of `host`.
+    pub fn new(host: impl GroupHost) -> Self {
+        Self {
+            host: Arc::new(host),
+        }
+    }
+
+    /// Serves the groups of a shared `host`.
+    pub fn shared(host: Arc<dyn GroupHost>) -> Self {
+        Self { host }
     }
 
     /// The tonic service.
@@ -193,16 +344,17 @@ impl RaftTransportService {
             .max_encoding_message_size(usize::MAX)
     }
 
-    fn group(&self, shard: ShardId) -> Result<ShardRaftHandle, Status> {
-        self.groups
-            .get(shard)
+    async fn group(&self, shard: ShardId) -> Result<ShardRaftHandle, Status> {
+        self.host
+            .group_for_peer(shard)
+            .await
             .ok_or_else(|| Status::not_found(format!("shard {shard} has no replica on this node")))
     }
 }
 
-fn reply<T: Serialize>(
+fn reply<T: Serialize, E: Serialize>(
     shard: ShardId,
-    r: &Result<T, String>,
+    r: &Result<T, E>,
 ) -> Result<Response<rpb::RaftMessage>, Status> {
     let payload = encode(r).map_err(|e| Status::internal(e.to_string()))?;
     Ok(Response::new(rpb::RaftMessage { shard, payload }))
@@ -220,7 +372,7 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
-        let raft = self.group(m.shard)?;
+        let raft = self.group(m.shard).await?;
         let r = raft
             .append_entries(request(&m)?)
             .await
@@ -233,7 +385,7 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
-        let raft = self.group(m.shard)?;
+        let raft = self.group(m.shard).await?;
         let r = raft.vote(request(&m)?).await.map_err(|e| e.to_string());
         reply(m.shard, &r)
     }
@@ -243,7 +395,7 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
-        let raft = self.group(m.shard)?;
+        let raft = self.group(m.shard).await?;
         let (vote, meta, bytes): (
             VoteOf<ShardRaft>,
             openraft::alias::SnapshotMetaOf<ShardRaft>,
@@ -257,6 +409,40 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let raft = self.group(m.shard).await?;
+        let r = raft
+            .handle_transfer_leader(request(&m)?)
+            .await
+            .map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<rpb::ForwardRequest>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self
+            .host
+            .forward(m.shard, ShardRequest { command: m.command }, m.hops)
+            .await;
+        reply(m.shard, &r)
+    }
+
+    async fn read_index(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.host.read_index(m.shard).await;
         reply(m.shard, &r)
     }
 }

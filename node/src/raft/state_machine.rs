@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::io_err;
 use super::log_store::{decode, encode, raft_meta_key};
 use super::types::{EncodedOutput, ShardRaft, ShardResponse};
+use crate::commit::ShardProgress;
 use crate::partition::ShardId;
 use crate::state_machine::{ApplyGroup, ShardState};
 use crate::storage::keys::{shard_end, shard_start, shard_state_key};
@@ -47,6 +48,8 @@ pub struct ShardStateMachine {
     engine: Engine,
     shard: ShardId,
     current: Current,
+    progress: Option<Arc<ShardProgress>>,
+    installs: Option<prometheus::IntCounter>,
 }
 
 impl ShardStateMachine {
@@ -56,6 +59,30 @@ impl ShardStateMachine {
             engine,
             shard,
             current: Arc::default(),
+            progress: None,
+            installs: None,
+        }
+    }
+
+    /// Counts installed snapshots in `counter`.
+    pub fn with_install_counter(mut self, counter: prometheus::IntCounter) -> Self {
+        self.installs = Some(counter);
+        self
+    }
+
+    /// Also publishes every applied revision to `progress` (what
+    /// `min_revision` reads wait on).
+    pub fn with_progress(mut self, progress: Arc<ShardProgress>) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Makes a newly applied shard state visible: the TTL compaction filter's
+    /// clock and the published revision.
+    fn publish(&self, state: &ShardState) {
+        self.engine.clocks().advance(self.shard, state.clock_ms);
+        if let Some(p) = &self.progress {
+            p.publish(self.shard, state.revision);
         }
     }
 
@@ -168,7 +195,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         let (mut last_applied, mut membership) = self.read_applied()?;
         let base = self.shard_state()?;
         let mut responses = Vec::new();
-        let (batch, _) = {
+        let (batch, states) = {
             let mut group = ApplyGroup::new(&self.engine);
             while let Some((entry, responder)) = entries.try_next().await? {
                 last_applied = Some(entry.log_id);
@@ -209,6 +236,9 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             encode(&(last_applied, membership))?,
         );
         self.write(batch).await?;
+        if let Some(st) = states.get(&self.shard) {
+            self.publish(st);
+        }
         for (r, resp) in responses {
             r.send(resp);
         }
@@ -250,7 +280,14 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             encode(&(meta.last_log_id, meta.last_membership.clone()))?,
         );
         self.write(batch).await?;
+        if let Some(s) = &payload.shard_state {
+            self.publish(&ShardState::decode(s).map_err(io_err)?);
+        }
         self.remember(meta.clone(), bytes);
+        if let Some(c) = &self.installs {
+            c.inc();
+        }
+        tracing::info!(shard = self.shard, last_log_id = ?meta.last_log_id, "installed a snapshot");
         Ok(())
     }
 

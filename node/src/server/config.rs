@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 
+use crate::cluster::RaftTuning;
 use crate::kv::Limits;
 use crate::storage::SyncMode;
 
@@ -25,15 +26,15 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// Address other nodes and clients should use (default: the gRPC address).
     pub advertise_addr: Option<String>,
-    /// Create a new cluster (replication; accepted and ignored on a single node).
+    /// Create a new cluster with this node as its first member.
     pub bootstrap: bool,
     /// Hash shards of a new data directory (power of two, default 64).
     pub shards: u32,
-    /// Replicas per shard (replication; default 3, unused on a single node).
+    /// Replicas per shard of a new cluster (default 3).
     pub replication_factor: u32,
-    /// Existing members to join (replication; unused on a single node).
+    /// Existing members to join (any of them; `HOST:PORT` gRPC addresses).
     pub join: Vec<String>,
-    /// Rack or zone of this node (placement; unused on a single node).
+    /// Rack or zone of this node.
     pub rack: Option<String>,
     /// Durability of acknowledged writes (default `fsync`).
     pub sync: SyncMode,
@@ -49,6 +50,8 @@ pub struct Config {
     pub log_format: String,
     /// Request limits.
     pub limits: Limits,
+    /// Raft timing and log compaction (cluster members).
+    pub raft: RaftTuning,
 }
 
 impl Default for Config {
@@ -72,6 +75,7 @@ impl Default for Config {
             shutdown_grace_ms: 30_000,
             log_format: "text".into(),
             limits: Limits::default(),
+            raft: RaftTuning::default(),
         }
     }
 }
@@ -131,6 +135,15 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "CAIRN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, env = "CAIRN_RAFT_HEARTBEAT_INTERVAL_MS")]
+    pub raft_heartbeat_interval_ms: Option<u64>,
+    /// Raft election timeout (lower bound) in milliseconds.
+    #[arg(long, env = "CAIRN_RAFT_ELECTION_TIMEOUT_MS")]
+    pub raft_election_timeout_ms: Option<u64>,
+    /// Log entries between snapshots of a shard.
+    #[arg(long, env = "CAIRN_RAFT_SNAPSHOT_LOGS")]
+    pub raft_snapshot_logs: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -208,6 +221,15 @@ impl Config {
         if let Some(v) = cli.max_value_bytes {
             c.limits.max_value_bytes = v;
         }
+        if let Some(v) = cli.raft_heartbeat_interval_ms {
+            c.raft.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = cli.raft_election_timeout_ms {
+            c.raft.election_timeout_ms = v;
+        }
+        if let Some(v) = cli.raft_snapshot_logs {
+            c.raft.snapshot_logs = v;
+        }
         c.bootstrap |= cli.bootstrap;
         c.validate()?;
         Ok(c)
@@ -227,6 +249,25 @@ impl Config {
                 "log-format {:?}; expected text or json",
                 self.log_format
             )));
+        }
+        if self.replication_factor == 0 || self.replication_factor > 7 {
+            return Err(ConfigError::Invalid(format!(
+                "replication-factor {} is out of range (1 to 7)",
+                self.replication_factor
+            )));
+        }
+        if self.raft.heartbeat_interval_ms == 0
+            || self.raft.election_timeout_ms < 2 * self.raft.heartbeat_interval_ms
+        {
+            return Err(ConfigError::Invalid(format!(
+                "raft election-timeout-ms ({}) must be at least twice heartbeat-interval-ms ({}), which must be above 0",
+                self.raft.election_timeout_ms, self.raft.heartbeat_interval_ms
+            )));
+        }
+        if self.raft.snapshot_logs < 10 {
+            return Err(ConfigError::Invalid(
+                "raft snapshot-logs must be at least 10".into(),
+            ));
         }
         if self.limits.max_value_bytes > 64 << 20 {
             return Err(ConfigError::Invalid(

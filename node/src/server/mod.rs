@@ -16,11 +16,15 @@ use tokio::task::JoinHandle;
 
 pub use config::{Cli, Config, ConfigError};
 
+use crate::api::admin::AdminGrpc;
 use crate::api::grpc::KvGrpc;
 use crate::clock::Clock;
-use crate::kv::{KvStore, StoreOptions};
+use crate::cluster::meta::ClusterRecord;
+use crate::cluster::{Cluster, ClusterError, ClusterOptions};
+use crate::kv::{KvStore, StoreOptions, StoredRole};
 use crate::metrics::Metrics;
 use crate::partition::ShardCount;
+use crate::raft::network::RaftTransportService;
 use crate::storage::{EngineOptions, StorageError};
 
 /// Why a node could not start or stop cleanly.
@@ -42,6 +46,9 @@ pub enum ServerError {
         /// The error.
         source: std::io::Error,
     },
+    /// The cluster could not be formed or joined.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// Metrics registration or reflection setup failed.
     #[error("setting up {0}")]
     Setup(String),
@@ -69,7 +76,7 @@ pub struct RunningNode {
     stop: watch::Sender<bool>,
     grace: Duration,
     servers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
-    reaper: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -100,7 +107,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let http_addr = local(&http_l, "HTTP", config.http_addr)?;
     let metrics_addr = local(&metrics_l, "metrics", config.metrics_addr)?;
 
-    let opts = StoreOptions {
+    let mut opts = StoreOptions {
         engine: EngineOptions {
             data_dir: config.data_dir.clone(),
             block_cache_bytes: config.block_cache_bytes,
@@ -111,12 +118,69 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         shards,
         limits: config.limits,
     };
-    let store = {
-        let metrics = metrics.clone();
-        let clock = clock.clone();
-        tokio::task::spawn_blocking(move || KvStore::open(opts, clock, metrics))
+    let engine = {
+        let e = opts.engine.clone();
+        tokio::task::spawn_blocking(move || crate::storage::Engine::open(&e))
             .await
             .map_err(|e| ServerError::Setup(format!("store open task: {e}")))??
+    };
+    let role = KvStore::stored_role(&engine)?;
+    let clustered =
+        config.bootstrap || !config.join.is_empty() || matches!(role, StoredRole::Member { .. });
+    let mut new_cluster = None;
+    let (store, cluster) = if clustered {
+        let cluster_id = match role {
+            StoredRole::Member {
+                cluster_id,
+                shards: s,
+            } => {
+                opts.shards = ShardCount::new(s).map_err(ConfigError::Invalid)?;
+                cluster_id
+            }
+            StoredRole::Standalone => {
+                return Err(StorageError::Mismatch(
+                    "data directory belongs to a standalone node; --bootstrap and --join need a new --data-dir".into(),
+                )
+                .into());
+            }
+            StoredRole::New if config.bootstrap => {
+                let record = ClusterRecord {
+                    cluster_id: new_cluster_id(config.node_id, clock.now_ms()),
+                    shards: shards.get(),
+                    replication_factor: config.replication_factor,
+                };
+                let id = record.cluster_id.clone();
+                new_cluster = Some(record);
+                id
+            }
+            StoredRole::New => {
+                let info = discover(&config.join).await?;
+                opts.shards = ShardCount::new(info.shards).map_err(ConfigError::Invalid)?;
+                info.cluster_id
+            }
+        };
+        let copts = ClusterOptions {
+            node_id: config.node_id,
+            addr: config
+                .advertise_addr
+                .clone()
+                .unwrap_or_else(|| grpc_addr.to_string()),
+            http_addr: http_addr.to_string(),
+            rack: config.rack.clone().unwrap_or_default(),
+            tuning: config.raft,
+            snapshot_installs: metrics.raft_snapshots_installed.clone(),
+        };
+        let (store, cluster) =
+            KvStore::open_member(engine, opts, clock.clone(), copts, &cluster_id).await?;
+        (store, Some(cluster))
+    } else {
+        let metrics = metrics.clone();
+        let clock = clock.clone();
+        let store =
+            tokio::task::spawn_blocking(move || KvStore::open_on(engine, opts, clock, metrics))
+                .await
+                .map_err(|e| ServerError::Setup(format!("store open task: {e}")))??;
+        (store, None)
     };
 
     let (stop, stop_rx) = watch::channel(false);
@@ -127,15 +191,28 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     health
         .set_serving::<cairn_proto::kv::v1::kv_server::KvServer<KvGrpc>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
+    let mut reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(cairn_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // Advertise only what this process serves (the descriptor set also
-        // holds the Raft transport, which a single node does not serve yet).
+        // Advertise only what this process serves: a standalone node has no
+        // admin or Raft transport service.
         .with_service_name("cairn.kv.v1.KV")
-        .with_service_name("grpc.health.v1.Health")
+        .with_service_name("grpc.health.v1.Health");
+    if cluster.is_some() {
+        reflection = reflection
+            .with_service_name("cairn.admin.v1.Admin")
+            .with_service_name("cairn.raft.v1.RaftTransport");
+    }
+    let reflection = reflection
         .build_v1()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
+    let admin = cluster
+        .as_ref()
+        .map(|c| AdminGrpc::new(c.clone(), clock.clone()).into_server());
+    let transport = cluster.as_ref().map(|c| {
+        RaftTransportService::shared(c.clone() as Arc<dyn crate::raft::network::GroupHost>)
+            .into_server()
+    });
     let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
     // Nagle off: without it every small response waits for the client's
     // delayed ACK (~40 ms per request). Keepalive finds dead peers.
@@ -151,6 +228,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(kv)
+                .add_optional_service(admin)
+                .add_optional_service(transport)
                 .serve_with_incoming_shutdown(grpc_incoming, async move {
                     grpc_stop.await;
                     health_on_stop
@@ -170,14 +249,43 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         serve_http(metrics_l, ops_router, stop_rx.clone()),
     ));
 
-    let reaper = tokio::spawn(crate::reaper::run(
+    let mut background = vec![tokio::spawn(crate::reaper::run(
         store.clone(),
         metrics.clone(),
         Duration::from_millis(config.ttl_reap_interval_ms.max(10)),
-        stop_rx,
-    ));
+        stop_rx.clone(),
+    ))];
+    if let Some(c) = &cluster {
+        if let Some(record) = &new_cluster {
+            c.bootstrap(record, clock.now_ms()).await?;
+            tracing::info!(cluster_id = %record.cluster_id, shards = record.shards, replication_factor = record.replication_factor, "bootstrapped a new cluster");
+        } else if config.bootstrap && c.record().is_err() {
+            // A bootstrap that stopped before its records committed.
+            let record = ClusterRecord {
+                cluster_id: match KvStore::stored_role(store.engine())? {
+                    StoredRole::Member { cluster_id, .. } => cluster_id,
+                    _ => new_cluster_id(config.node_id, clock.now_ms()),
+                },
+                shards: store.shards().get(),
+                replication_factor: config.replication_factor,
+            };
+            c.bootstrap(&record, clock.now_ms()).await?;
+        }
+        if !config.join.is_empty() {
+            background.push(tokio::spawn(join_until_admitted(
+                c.clone(),
+                config.join.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        background.push(tokio::spawn(crate::cluster::reconciler::run(
+            c.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    drop(stop_rx);
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(%grpc_addr, %http_addr, %metrics_addr, node_id = config.node_id, shards = shards.get(), sync = ?config.sync, "cairn-node serving");
+    tracing::info!(%grpc_addr, %http_addr, %metrics_addr, node_id = config.node_id, shards = store.shards().get(), sync = ?config.sync, "cairn-node serving");
     Ok(RunningNode {
         grpc_addr,
         http_addr,
@@ -188,8 +296,106 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         stop,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         servers,
-        reaper,
+        background,
     })
+}
+
+/// A cluster id: unique enough to tell clusters apart, readable in logs.
+fn new_cluster_id(node_id: u64, now_ms: u64) -> String {
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut seed = Vec::new();
+    for part in [node_id, now_ms, u64::from(pid), u64::from(nanos)] {
+        seed.extend_from_slice(&part.to_be_bytes());
+    }
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&seed))
+}
+
+/// How long a joining node looks for a member to learn the cluster from.
+const DISCOVER_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn admin_client(
+    addr: &str,
+) -> Result<cairn_proto::admin::v1::admin_client::AdminClient<tonic::transport::Channel>, String> {
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("bad address {addr:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    Ok(cairn_proto::admin::v1::admin_client::AdminClient::new(ch))
+}
+
+/// Learns the cluster's identity from any of `seeds`.
+async fn discover(seeds: &[String]) -> Result<cairn_proto::admin::v1::ClusterInfo, ServerError> {
+    let deadline = tokio::time::Instant::now() + DISCOVER_TIMEOUT;
+    let mut last = String::new();
+    loop {
+        for seed in seeds {
+            match admin_client(seed).await {
+                Ok(mut c) => match c
+                    .get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
+                    .await
+                {
+                    Ok(info) => return Ok(info.into_inner()),
+                    Err(e) => last = format!("{seed}: {}", e.message()),
+                },
+                Err(e) => last = e,
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Config(format!(
+                "could not reach any --join member within {}s (last error: {last})",
+                DISCOVER_TIMEOUT.as_secs()
+            ))
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Asks the members in `seeds` to admit this node until one does.
+async fn join_until_admitted(
+    cluster: Arc<Cluster>,
+    seeds: Vec<String>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let me = cluster.self_record();
+    let req = cairn_proto::admin::v1::JoinRequest {
+        node_id: me.id,
+        addr: me.addr,
+        http_addr: me.http_addr,
+        rack: me.rack,
+    };
+    let mut pause = Duration::from_millis(200);
+    loop {
+        for seed in &seeds {
+            let result = match admin_client(seed).await {
+                Ok(mut c) => c
+                    .join(req.clone())
+                    .await
+                    .map_err(|e| e.message().to_string()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(_) => {
+                    tracing::info!(via = %seed, "joined the cluster");
+                    return;
+                }
+                Err(e) => {
+                    tracing::info!(via = %seed, error = %e, "join not accepted yet; retrying")
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
 }
 
 /// Serves `router` on `listener` until `stop` fires, then drains.
@@ -278,7 +484,12 @@ impl RunningNode {
                 ),
             }
         }
-        let _ = self.reaper.await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        if let Some(c) = self.store.cluster() {
+            c.shutdown().await;
+        }
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;
         tracing::info!("cairn-node stopped");

@@ -1,0 +1,397 @@
+//! The `cairn.admin.v1.Admin` gRPC service: joining, cluster status, the
+//! shard map and leadership transfer.
+//!
+//! Cluster-wide views are gathered from every node's own report (each node
+//! knows its replicas' roles and, where it leads, every replica's progress)
+//! and merged: a shard's leader is the reporting leader with the highest term.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft::async_runtime::watch::WatchReceiver as _;
+use std::time::Duration;
+
+use cairn_proto::admin::v1 as apb;
+use openraft::ServerState;
+use tonic::{Request, Response, Status};
+
+use crate::clock::Clock;
+use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
+use crate::cluster::{Cluster, ClusterError};
+use crate::partition::ShardId;
+
+/// How long a fan-out waits for one node's report.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Admin front end over a node's [`Cluster`].
+#[derive(Clone)]
+pub struct AdminGrpc {
+    cluster: Arc<Cluster>,
+    clock: Arc<dyn Clock>,
+}
+
+fn status(e: ClusterError) -> Status {
+    match e {
+        ClusterError::NoLeader { .. }
+        | ClusterError::NotHosted { .. }
+        | ClusterError::NotJoined => Status::unavailable(e.to_string()),
+        ClusterError::Config(m) => Status::invalid_argument(m),
+        ClusterError::Storage(_) | ClusterError::Raft(_) => Status::internal(e.to_string()),
+    }
+}
+
+impl AdminGrpc {
+    /// Serves `cluster`.
+    pub fn new(cluster: Arc<Cluster>, clock: Arc<dyn Clock>) -> Self {
+        Self { cluster, clock }
+    }
+
+    /// The tonic service.
+    pub fn into_server(self) -> apb::admin_server::AdminServer<Self> {
+        apb::admin_server::AdminServer::new(self)
+    }
+
+    fn client(
+        &self,
+        id: u64,
+        addr: &str,
+    ) -> Result<apb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
+        let ch = self
+            .cluster
+            .peers()
+            .channel(id, addr)
+            .map_err(Status::unavailable)?;
+        Ok(apb::admin_client::AdminClient::new(ch))
+    }
+
+    fn info(&self) -> Result<apb::ClusterInfo, Status> {
+        let rec = self.cluster.record().map_err(status)?;
+        Ok(apb::ClusterInfo {
+            cluster_id: rec.cluster_id,
+            shards: rec.shards,
+            replication_factor: rec.replication_factor,
+            placement_epoch: meta::epoch(self.cluster.engine())
+                .map_err(|e| Status::internal(e.to_string()))?,
+        })
+    }
+
+    /// This node's report on its own replicas.
+    pub fn local_report(&self) -> apb::NodeReportResponse {
+        let mut replicas = Vec::new();
+        for shard in self.cluster.hosted() {
+            let Some(raft) = self.cluster.group(shard) else {
+                continue;
+            };
+            let m = raft.metrics().borrow_watched().clone();
+            let membership = m.membership_config.membership();
+            let leader = m.state == ServerState::Leader;
+            let matched = if leader {
+                m.replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            } else {
+                Default::default()
+            };
+            replicas.push(apb::LocalReplica {
+                shard,
+                leader,
+                term: m.current_term,
+                leader_id: m.current_leader.unwrap_or(0),
+                voters: membership.voter_ids().collect(),
+                learners: membership.learner_ids().collect(),
+                last_log_index: m.last_log_index.unwrap_or(0),
+                applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
+                revision: if shard == META_SHARD {
+                    0
+                } else {
+                    self.cluster_revision(shard)
+                },
+                matched,
+            });
+        }
+        apb::NodeReportResponse {
+            node_id: self.cluster.node_id(),
+            replicas,
+        }
+    }
+
+    fn cluster_revision(&self, shard: ShardId) -> u64 {
+        match self
+            .cluster
+            .engine()
+            .get_meta(&crate::storage::keys::shard_state_key(shard))
+        {
+            Ok(Some(b)) => crate::state_machine::ShardState::decode(&b).map_or(0, |s| s.revision),
+            _ => 0,
+        }
+    }
+
+    /// Every node's report (`None` for nodes that did not answer in time).
+    async fn reports(&self, nodes: &[NodeRecord]) -> Vec<Option<apb::NodeReportResponse>> {
+        let calls = nodes.iter().map(|n| async move {
+            if n.id == self.cluster.node_id() {
+                return Some(self.local_report());
+            }
+            let mut c = self.client(n.id, &n.addr).ok()?;
+            let mut req = Request::new(apb::NodeReportRequest {});
+            req.set_timeout(REPORT_TIMEOUT);
+            tokio::time::timeout(REPORT_TIMEOUT, c.node_report(req))
+                .await
+                .ok()?
+                .ok()
+                .map(Response::into_inner)
+        });
+        futures::future::join_all(calls).await
+    }
+
+    async fn gather(
+        &self,
+    ) -> Result<
+        (
+            apb::ClusterInfo,
+            Vec<apb::NodeInfo>,
+            Vec<apb::ShardInfo>,
+            apb::ShardInfo,
+        ),
+        Status,
+    > {
+        let info = self.info()?;
+        let nodes = self.cluster.nodes().map_err(status)?;
+        let reports = self.reports(&nodes).await;
+        let (shards, meta) = merge(info.shards, &reports);
+        let mut infos = Vec::with_capacity(nodes.len());
+        for (n, r) in nodes.iter().zip(&reports) {
+            let (leaders, replicas) = r.as_ref().map_or((0, 0), |r| {
+                let data = r.replicas.iter().filter(|x| x.shard != META_SHARD);
+                let held = data
+                    .clone()
+                    .filter(|x| x.voters.contains(&n.id) || x.learners.contains(&n.id))
+                    .count();
+                (data.filter(|x| x.leader).count() as u32, held as u32)
+            });
+            infos.push(apb::NodeInfo {
+                id: n.id,
+                addr: n.addr.clone(),
+                http_addr: n.http_addr.clone(),
+                rack: n.rack.clone(),
+                state: match n.state {
+                    NodeState::Active => apb::NodeState::Active as i32,
+                },
+                reachable: r.is_some(),
+                leaders,
+                replicas,
+            });
+        }
+        Ok((info, infos, shards, meta))
+    }
+}
+
+/// Merges node reports into one entry per shard (and one for the meta group).
+fn merge(
+    shards: u32,
+    reports: &[Option<apb::NodeReportResponse>],
+) -> (Vec<apb::ShardInfo>, apb::ShardInfo) {
+    let mut best: BTreeMap<ShardId, &apb::LocalReplica> = BTreeMap::new();
+    for r in reports.iter().flatten() {
+        for x in &r.replicas {
+            let better = match best.get(&x.shard) {
+                None => true,
+                Some(b) => (x.leader, x.term) > (b.leader, b.term),
+            };
+            if better {
+                best.insert(x.shard, x);
+            }
+        }
+    }
+    let info = |shard: ShardId| -> apb::ShardInfo {
+        let Some(x) = best.get(&shard) else {
+            return apb::ShardInfo {
+                shard,
+                ..Default::default()
+            };
+        };
+        let lag = |id: u64| {
+            if x.leader {
+                x.matched
+                    .get(&id)
+                    .map_or(x.last_log_index, |m| x.last_log_index.saturating_sub(*m))
+            } else {
+                0
+            }
+        };
+        let replicas = x
+            .voters
+            .iter()
+            .map(|&id| (id, true))
+            .chain(x.learners.iter().map(|&id| (id, false)))
+            .map(|(node_id, voter)| apb::ReplicaInfo {
+                node_id,
+                voter,
+                lag: if x.leader && node_id == x.leader_id {
+                    0
+                } else {
+                    lag(node_id)
+                },
+            })
+            .collect();
+        apb::ShardInfo {
+            shard,
+            leader_id: if x.leader { x.leader_id } else { 0 },
+            term: x.term,
+            replicas,
+            revision: if x.leader { x.revision } else { 0 },
+        }
+    };
+    ((0..shards).map(info).collect(), info(META_SHARD))
+}
+
+fn node_from(req: &apb::JoinRequest) -> Result<NodeRecord, Status> {
+    if req.node_id == 0 {
+        return Err(Status::invalid_argument("node_id must be at least 1"));
+    }
+    if req.addr.is_empty() {
+        return Err(Status::invalid_argument(
+            "addr is required (the joining node's gRPC address)",
+        ));
+    }
+    Ok(NodeRecord {
+        id: req.node_id,
+        addr: req.addr.clone(),
+        http_addr: req.http_addr.clone(),
+        rack: req.rack.clone(),
+        state: NodeState::Active,
+    })
+}
+
+#[tonic::async_trait]
+impl apb::admin_server::Admin for AdminGrpc {
+    async fn get_cluster(
+        &self,
+        _req: Request<apb::GetClusterRequest>,
+    ) -> Result<Response<apb::ClusterInfo>, Status> {
+        self.info().map(Response::new)
+    }
+
+    async fn join(
+        &self,
+        req: Request<apb::JoinRequest>,
+    ) -> Result<Response<apb::JoinResponse>, Status> {
+        let req = req.into_inner();
+        let node = node_from(&req)?;
+        if self.cluster.is_leader(META_SHARD) {
+            self.cluster
+                .admit(&node, self.clock.now_ms())
+                .await
+                .map_err(status)?;
+            return Ok(Response::new(apb::JoinResponse {
+                cluster: Some(self.info()?),
+            }));
+        }
+        let Some(leader) = self.cluster.leader(META_SHARD) else {
+            return Err(Status::unavailable(
+                "the meta group has no leader right now; retry",
+            ));
+        };
+        if leader.id == self.cluster.node_id() {
+            return Err(Status::unavailable("meta leadership is changing; retry"));
+        }
+        let mut c = self.client(leader.id, &leader.addr)?;
+        c.join(req).await
+    }
+
+    async fn node_report(
+        &self,
+        _req: Request<apb::NodeReportRequest>,
+    ) -> Result<Response<apb::NodeReportResponse>, Status> {
+        Ok(Response::new(self.local_report()))
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<apb::ClusterStatusRequest>,
+    ) -> Result<Response<apb::ClusterStatusResponse>, Status> {
+        let (cluster, nodes, shards, meta) = self.gather().await?;
+        Ok(Response::new(apb::ClusterStatusResponse {
+            cluster: Some(cluster),
+            nodes,
+            shards,
+            meta: Some(meta),
+        }))
+    }
+
+    async fn shard_map(
+        &self,
+        _req: Request<apb::ShardMapRequest>,
+    ) -> Result<Response<apb::ShardMapResponse>, Status> {
+        let (cluster, nodes, shards, _) = self.gather().await?;
+        Ok(Response::new(apb::ShardMapResponse {
+            cluster: Some(cluster),
+            nodes,
+            shards,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<apb::TransferLeaderRequest>,
+    ) -> Result<Response<apb::TransferLeaderResponse>, Status> {
+        let req = req.into_inner();
+        let shards = self.cluster.shards().get();
+        if req.shard >= shards {
+            return Err(Status::invalid_argument(format!(
+                "shard {} does not exist (the cluster has {shards} shards)",
+                req.shard
+            )));
+        }
+        let Some(raft) = self.cluster.group(req.shard) else {
+            let leader = self.cluster.leader(req.shard).ok_or_else(|| {
+                Status::unavailable(format!("shard {} has no replica on this node", req.shard))
+            })?;
+            let mut c = self.client(leader.id, &leader.addr)?;
+            return c.transfer_leader(req).await;
+        };
+        let voters: Vec<u64> = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        if !voters.contains(&req.to_node_id) {
+            return Err(Status::failed_precondition(format!(
+                "node {} is not a voter of shard {} (voters: {voters:?})",
+                req.to_node_id, req.shard
+            )));
+        }
+        if !raft.is_leader() {
+            let leader = self.cluster.leader(req.shard).ok_or_else(|| {
+                Status::unavailable(format!(
+                    "shard {} has no leader right now; retry",
+                    req.shard
+                ))
+            })?;
+            let mut c = self.client(leader.id, &leader.addr)?;
+            return c.transfer_leader(req).await;
+        }
+        raft.trigger()
+            .transfer_leader(req.to_node_id)
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let m = raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(
+                |m| m.current_leader == Some(req.to_node_id),
+                "leadership transfer",
+            )
+            .await
+            .map_err(|e| Status::deadline_exceeded(format!("leadership did not move: {e}")))?;
+        Ok(Response::new(apb::TransferLeaderResponse {
+            leader_id: m.current_leader.unwrap_or(0),
+        }))
+    }
+}

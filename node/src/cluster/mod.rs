@@ -1,0 +1,661 @@
+//! A node's part in a replicated cluster: the Raft groups it hosts (one per
+//! hash shard it holds a replica of, plus the meta group), and the rules for
+//! writing and reading through them from any node.
+//!
+//! - **Writes** go to the shard's leader: proposed locally when this node
+//!   leads, otherwise forwarded over the peer connection (at most
+//!   [`MAX_HOPS`] hops, so a stale leader hint cannot loop a request).
+//!   Forwarded writes always carry a request id, so retrying one whose answer
+//!   was lost can never apply it twice.
+//! - **Linearizable reads** use ReadIndex: the leader confirms its leadership
+//!   with a quorum and names the log index the read must see; the serving
+//!   replica (leader or follower) waits until it has applied that index and
+//!   reads its own RocksDB. No clock assumptions are needed, at the price of
+//!   one quorum round trip per read.
+//! - **Groups** are created at startup for every shard with persisted Raft
+//!   state, and on demand when a peer's leader sends a shard this node was
+//!   just given (up-replication needs nothing else on the receiving side).
+
+pub mod meta;
+pub mod placement;
+pub mod reconciler;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
+use openraft::async_runtime::watch::WatchReceiver as _;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft, ReadPolicy, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+
+use crate::commit::ShardProgress;
+use crate::partition::{ShardCount, ShardId};
+use crate::raft::log_store::{ShardLogStore, raft_meta_key};
+use crate::raft::network::{GroupHost, Peers, RemoteError, ShardNetworkFactory, ShardRaftHandle};
+use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::{ShardRequest, ShardResponse};
+use crate::storage::{Engine, StorageError};
+use meta::{ClusterRecord, META_SHARD, NodeRecord, NodeState};
+
+/// Most times a write is passed on between nodes before it is refused.
+pub const MAX_HOPS: u32 = 3;
+/// How long a write or a linearizable read keeps looking for a leader.
+pub const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// Raft timing and log compaction settings (the `[raft]` config table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RaftTuning {
+    /// Leader heartbeat interval in milliseconds (default 200).
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomised election timeout in milliseconds
+    /// (default 800; the upper bound is twice this). A dead leader is
+    /// replaced after roughly this long.
+    pub election_timeout_ms: u64,
+    /// Log entries between snapshots of a shard (default 10,000); older
+    /// entries are then purged and a lagging replica catches up by snapshot.
+    pub snapshot_logs: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 200,
+            election_timeout_ms: 800,
+            snapshot_logs: 10_000,
+        }
+    }
+}
+
+impl RaftTuning {
+    fn config(&self) -> Result<openraft::Config, ClusterError> {
+        openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            election_timeout_min: self.election_timeout_ms,
+            election_timeout_max: self.election_timeout_ms * 2,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
+            max_in_snapshot_log_to_keep: self.snapshot_logs / 10,
+            install_snapshot_timeout: 30_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| ClusterError::Config(format!("raft settings: {e}")))
+    }
+}
+
+/// How this node presents itself to the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This node's id.
+    pub node_id: u64,
+    /// gRPC address peers and clients use to reach this node.
+    pub addr: String,
+    /// HTTP gateway address, for status displays.
+    pub http_addr: String,
+    /// Rack or zone.
+    pub rack: String,
+    /// Raft timing.
+    pub tuning: RaftTuning,
+    /// Counts snapshots installed on this node.
+    pub snapshot_installs: prometheus::IntCounter,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClusterError {
+    /// No leader could be reached in time; retrying later is safe.
+    #[error("shard {shard} has no reachable leader: {detail}")]
+    NoLeader {
+        /// The shard.
+        shard: ShardId,
+        /// What was tried.
+        detail: String,
+    },
+    /// This node holds no replica of the shard.
+    #[error("shard {shard} has no replica on node {node}")]
+    NotHosted {
+        /// The shard.
+        shard: ShardId,
+        /// This node.
+        node: u64,
+    },
+    /// The cluster is not formed yet (no cluster record on this node).
+    #[error("this node has not joined a cluster yet")]
+    NotJoined,
+    /// Invalid settings.
+    #[error("{0}")]
+    Config(String),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// A Raft group stopped or refused in a way that retrying will not fix.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl ClusterError {
+    /// Whether trying again (here or elsewhere) may succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::NoLeader { .. } | Self::NotHosted { .. })
+    }
+}
+
+impl From<StorageError> for ClusterError {
+    fn from(e: StorageError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
+impl From<ClusterError> for RemoteError {
+    fn from(e: ClusterError) -> Self {
+        RemoteError {
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A shard's leader as this node knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderHint {
+    /// Leader node id.
+    pub id: u64,
+    /// Its gRPC address.
+    pub addr: String,
+}
+
+/// The node's Raft groups and the routing rules over them. Shared (`Arc`).
+pub struct Cluster {
+    opts: ClusterOptions,
+    engine: Engine,
+    shards: ShardCount,
+    progress: Arc<ShardProgress>,
+    peers: Peers,
+    config: Arc<openraft::Config>,
+    groups: RwLock<HashMap<ShardId, ShardRaftHandle>>,
+    creating: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.opts.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn raft_err<E: std::fmt::Display>(e: E) -> ClusterError {
+    ClusterError::Raft(e.to_string())
+}
+
+impl Cluster {
+    /// Starts the groups this node has persisted state for.
+    ///
+    /// # Errors
+    /// Invalid Raft settings, storage failure, a group that cannot start.
+    pub async fn open(
+        engine: Engine,
+        shards: ShardCount,
+        progress: Arc<ShardProgress>,
+        opts: ClusterOptions,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let config = Arc::new(opts.tuning.config()?);
+        let cluster = Arc::new(Self {
+            opts,
+            engine,
+            shards,
+            progress,
+            peers: Peers::default(),
+            config,
+            groups: RwLock::default(),
+            creating: tokio::sync::Mutex::new(()),
+        });
+        for shard in std::iter::once(META_SHARD).chain(0..shards.get()) {
+            if cluster
+                .engine
+                .get_meta(&raft_meta_key("vote", shard))?
+                .is_some()
+            {
+                cluster.ensure_group(shard).await?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> u64 {
+        self.opts.node_id
+    }
+
+    /// This node's advertised gRPC address.
+    pub fn addr(&self) -> &str {
+        &self.opts.addr
+    }
+
+    /// The node's options.
+    pub fn options(&self) -> &ClusterOptions {
+        &self.opts
+    }
+
+    /// The storage engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The shard count.
+    pub fn shards(&self) -> ShardCount {
+        self.shards
+    }
+
+    /// The group of `shard`, if this node hosts one.
+    pub fn group(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        self.groups.read().ok()?.get(&shard).cloned()
+    }
+
+    /// Shards (and the meta group) this node hosts a group for, sorted.
+    pub fn hosted(&self) -> Vec<ShardId> {
+        let mut v: Vec<ShardId> = self
+            .groups
+            .read()
+            .map(|g| g.keys().copied().collect())
+            .unwrap_or_default();
+        v.sort_unstable();
+        v
+    }
+
+    /// The group of `shard`, started now if needed.
+    ///
+    /// # Errors
+    /// Not a shard of this cluster, or the group failed to start.
+    pub async fn ensure_group(&self, shard: ShardId) -> Result<ShardRaftHandle, ClusterError> {
+        if let Some(g) = self.group(shard) {
+            return Ok(g);
+        }
+        if shard != META_SHARD && shard >= self.shards.get() {
+            return Err(ClusterError::Config(format!(
+                "shard {shard} does not exist (the cluster has {} shards)",
+                self.shards.get()
+            )));
+        }
+        let _guard = self.creating.lock().await;
+        if let Some(g) = self.group(shard) {
+            return Ok(g);
+        }
+        let raft = Raft::new(
+            self.opts.node_id,
+            self.config.clone(),
+            ShardNetworkFactory::new(shard, self.peers.clone()),
+            ShardLogStore::new(self.engine.clone(), shard),
+            ShardStateMachine::new(self.engine.clone(), shard)
+                .with_progress(self.progress.clone())
+                .with_install_counter(self.opts.snapshot_installs.clone()),
+        )
+        .await
+        .map_err(raft_err)?;
+        if let Ok(mut g) = self.groups.write() {
+            g.insert(shard, raft.clone());
+        }
+        Ok(raft)
+    }
+
+    fn self_node(&self) -> BasicNode {
+        BasicNode::new(self.opts.addr.clone())
+    }
+
+    /// This node's own record.
+    pub fn self_record(&self) -> NodeRecord {
+        NodeRecord {
+            id: self.opts.node_id,
+            addr: self.opts.addr.clone(),
+            http_addr: self.opts.http_addr.clone(),
+            rack: self.opts.rack.clone(),
+            state: NodeState::Active,
+        }
+    }
+
+    /// Creates a new cluster with this node as its only member: every group
+    /// starts with this node as its single voter, and the meta group records
+    /// the cluster and the node.
+    ///
+    /// # Errors
+    /// A group that cannot start or be initialised, or the records not
+    /// committing.
+    pub async fn bootstrap(&self, record: &ClusterRecord, now_ms: u64) -> Result<(), ClusterError> {
+        let members: BTreeMap<u64, BasicNode> = [(self.opts.node_id, self.self_node())]
+            .into_iter()
+            .collect();
+        for shard in std::iter::once(META_SHARD).chain(0..self.shards.get()) {
+            let raft = self.ensure_group(shard).await?;
+            if !raft.is_initialized().await.map_err(raft_err)? {
+                raft.initialize(members.clone()).await.map_err(raft_err)?;
+            }
+        }
+        self.propose(META_SHARD, meta::put_cluster(record, now_ms)?, 0)
+            .await?;
+        self.propose(META_SHARD, meta::put_node(&self.self_record(), now_ms)?, 0)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a node in the meta group and makes it a meta replica (a voter
+    /// while there are fewer than [`meta::MAX_META_VOTERS`]). Must run on the
+    /// meta leader; idempotent.
+    ///
+    /// # Errors
+    /// Not the meta leader ([`ClusterError::NoLeader`] names the leader), or
+    /// the change not committing.
+    pub async fn admit(
+        &self,
+        node: &NodeRecord,
+        now_ms: u64,
+    ) -> Result<ClusterRecord, ClusterError> {
+        let raft = self.group(META_SHARD).ok_or(ClusterError::NotJoined)?;
+        if !raft.is_leader() {
+            return Err(ClusterError::NoLeader {
+                shard: META_SHARD,
+                detail: "this node does not lead the meta group".into(),
+            });
+        }
+        let known = meta::read_nodes(&self.engine)?;
+        if known.iter().find(|n| n.id == node.id) != Some(node) {
+            if let Some(other) = known
+                .iter()
+                .find(|n| n.id != node.id && n.addr == node.addr)
+            {
+                return Err(ClusterError::Config(format!(
+                    "address {} already belongs to node {}",
+                    node.addr, other.id
+                )));
+            }
+            self.propose(META_SHARD, meta::put_node(node, now_ms)?, 0)
+                .await?;
+        }
+        let m = raft.metrics().borrow_watched().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let is_member = membership.get_node(&node.id).is_some();
+        if !is_member || membership.get_node(&node.id).map(|n| &n.addr) != Some(&node.addr) {
+            raft.add_learner(node.id, BasicNode::new(node.addr.clone()), true)
+                .await
+                .map_err(raft_err)?;
+        }
+        if !voters.contains(&node.id) && voters.len() < meta::MAX_META_VOTERS {
+            raft.change_membership(ChangeMembers::AddVoterIds([node.id].into()), true)
+                .await
+                .map_err(raft_err)?;
+        }
+        meta::read_cluster(&self.engine)?.ok_or(ClusterError::NotJoined)
+    }
+
+    /// The leader of `shard` as this node knows it.
+    pub fn leader(&self, shard: ShardId) -> Option<LeaderHint> {
+        let raft = self.group(shard)?;
+        let m = raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some(LeaderHint {
+            id,
+            addr: node.addr.clone(),
+        })
+    }
+
+    /// Whether this node leads `shard` right now.
+    pub fn is_leader(&self, shard: ShardId) -> bool {
+        self.group(shard).is_some_and(|r| r.is_leader())
+    }
+
+    /// Nodes that should hold `shard`, from this node's meta replica.
+    fn placement_of(&self, shard: ShardId) -> Vec<NodeRecord> {
+        let (Ok(Some(c)), Ok(nodes)) = (
+            meta::read_cluster(&self.engine),
+            meta::read_nodes(&self.engine),
+        ) else {
+            return Vec::new();
+        };
+        let active: Vec<u64> = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Active)
+            .map(|n| n.id)
+            .collect();
+        placement::replicas(shard, &active, c.replication_factor)
+            .into_iter()
+            .filter_map(|id| nodes.iter().find(|n| n.id == id).cloned())
+            .collect()
+    }
+
+    /// Where to send a request for `shard` that this node cannot serve
+    /// itself: the known leader, else a replica from the placement.
+    fn route(&self, shard: ShardId) -> Option<LeaderHint> {
+        if let Some(l) = self.leader(shard)
+            && l.id != self.opts.node_id
+        {
+            return Some(l);
+        }
+        if self.group(shard).is_some() {
+            return None;
+        }
+        self.placement_of(shard)
+            .into_iter()
+            .find(|n| n.id != self.opts.node_id)
+            .map(|n| LeaderHint {
+                id: n.id,
+                addr: n.addr,
+            })
+    }
+
+    /// Commits `req` in `shard`'s log and returns what applying it returned.
+    /// Proposes locally when this node leads the shard, else forwards to the
+    /// leader; keeps trying for [`LEADER_WAIT`] while there is no leader.
+    ///
+    /// The caller must give every write a request id: a retry after an
+    /// unknown outcome is then answered from the shard's exactly-once table.
+    ///
+    /// # Errors
+    /// [`ClusterError::NoLeader`] after the wait; group failures.
+    pub async fn propose(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, ClusterError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut pause = Duration::from_millis(20);
+        let mut last = String::from("no leader elected yet");
+        loop {
+            if let Some(raft) = self.group(shard) {
+                match raft.client_write(req.clone()).await {
+                    Ok(r) => return Ok(r.data),
+                    Err(RaftError::APIError(
+                        ClientWriteError::ForwardToLeader(_)
+                        | ClientWriteError::LogEntryDiscarded(_),
+                    )) => {}
+                    Err(RaftError::APIError(e)) => return Err(raft_err(e)),
+                    Err(RaftError::Fatal(e)) => {
+                        return Err(ClusterError::NoLeader {
+                            shard,
+                            detail: format!("the local group stopped: {e}"),
+                        });
+                    }
+                }
+            }
+            if let Some(target) = self.route(shard) {
+                if hops >= MAX_HOPS {
+                    return Err(ClusterError::NoLeader {
+                        shard,
+                        detail: format!("forwarded {hops} times without reaching the leader"),
+                    });
+                }
+                match self.forward(&target, shard, &req, hops + 1).await {
+                    Ok(r) => return Ok(r),
+                    Err(e) if e.retryable => last = format!("node {}: {}", target.id, e.message),
+                    Err(e) => return Err(ClusterError::Raft(e.message)),
+                }
+            } else if self.group(shard).is_none() {
+                return Err(ClusterError::NotHosted {
+                    shard,
+                    node: self.opts.node_id,
+                });
+            }
+            if hops > 0 || Instant::now() + pause > deadline {
+                return Err(ClusterError::NoLeader {
+                    shard,
+                    detail: last,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    async fn forward(
+        &self,
+        to: &LeaderHint,
+        shard: ShardId,
+        req: &ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, RemoteError> {
+        self.peers.forward(to.id, &to.addr, shard, req, hops).await
+    }
+
+    /// Waits until a read of `shard` on this node's replica is linearizable
+    /// (ReadIndex; see the module docs).
+    ///
+    /// # Errors
+    /// Not hosted here, or no leader confirmed in time.
+    pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ClusterError> {
+        let raft = self.group(shard).ok_or(ClusterError::NotHosted {
+            shard,
+            node: self.opts.node_id,
+        })?;
+        let deadline = Instant::now() + LEADER_WAIT;
+        let mut pause = Duration::from_millis(20);
+        let mut last = String::from("no leader elected yet");
+        loop {
+            match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+                Ok(lin) => {
+                    lin.await_ready(&raft).await.map_err(raft_err)?;
+                    return Ok(());
+                }
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                    if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
+                        let hint = LeaderHint {
+                            id,
+                            addr: node.addr,
+                        };
+                        match self.peers.read_index(id, &hint.addr, shard).await {
+                            Ok(index) => {
+                                let left = deadline.saturating_duration_since(Instant::now());
+                                raft.wait(Some(left.max(Duration::from_millis(100))))
+                                    .applied_index_at_least(Some(index), "linearizable read")
+                                    .await
+                                    .map_err(|e| ClusterError::NoLeader {
+                                        shard,
+                                        detail: format!("replica did not catch up: {e}"),
+                                    })?;
+                                return Ok(());
+                            }
+                            Err(e) => last = format!("node {id}: {}", e.message),
+                        }
+                    }
+                }
+                Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q))) => {
+                    last = q.to_string();
+                }
+                Err(RaftError::Fatal(e)) => return Err(raft_err(e)),
+            }
+            if Instant::now() + pause > deadline {
+                return Err(ClusterError::NoLeader {
+                    shard,
+                    detail: last,
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// The log index a linearizable read of `shard` must wait for; only the
+    /// leader answers.
+    ///
+    /// # Errors
+    /// Not the leader, or leadership not confirmed.
+    pub async fn read_index(&self, shard: ShardId) -> Result<u64, ClusterError> {
+        let raft = self.group(shard).ok_or(ClusterError::NotHosted {
+            shard,
+            node: self.opts.node_id,
+        })?;
+        match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            Ok(lin) => Ok(lin.read_log_id().index()),
+            Err(RaftError::APIError(e)) => Err(ClusterError::NoLeader {
+                shard,
+                detail: e.to_string(),
+            }),
+            Err(RaftError::Fatal(e)) => Err(raft_err(e)),
+        }
+    }
+
+    /// Every node record in this node's meta replica.
+    ///
+    /// # Errors
+    /// Storage failure.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, ClusterError> {
+        Ok(meta::read_nodes(&self.engine)?)
+    }
+
+    /// The cluster record in this node's meta replica.
+    ///
+    /// # Errors
+    /// [`ClusterError::NotJoined`] before the record arrives.
+    pub fn record(&self) -> Result<ClusterRecord, ClusterError> {
+        meta::read_cluster(&self.engine)?.ok_or(ClusterError::NotJoined)
+    }
+
+    /// The client for a peer's admin and KV services shares the peer channel.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// Stops every group.
+    pub async fn shutdown(&self) {
+        let groups: Vec<ShardRaftHandle> = self
+            .groups
+            .read()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default();
+        for g in groups {
+            if let Err(e) = g.shutdown().await {
+                tracing::warn!(error = %e, "stopping a raft group");
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl GroupHost for Cluster {
+    async fn group_for_peer(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        match self.ensure_group(shard).await {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "refusing a peer's message");
+                None
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, RemoteError> {
+        Ok(self.propose(shard, req, hops).await?)
+    }
+
+    async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError> {
+        Ok(Cluster::read_index(self, shard).await?)
+    }
+}
