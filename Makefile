@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh Debian machine with Rust:
-#   make run   - install prerequisites, build, and run a local Cairn node
+#   make run   - install prerequisites, build, and run a local 3-node Cairn cluster
+#                (SINGLE=1 make run: one standalone node)
 #   make test  - install prerequisites, then fmt, clippy and every test (what CI runs)
 #   make bench - Cairn vs etcd vs Redis, side by side (scripts/bench-compare.sh; QUICK=1 for ~2 min)
 .PHONY: run test prereqs build bench clean-data
@@ -20,4 +21,4 @@ bench:
 	./scripts/bench-compare.sh
 
 clean-data:
-	rm -rf ./cairn-data
+	rm -rf ./cairn-data ./cairn-playground

@@ -231,6 +231,11 @@ impl Client {
         stub(self.lock_current().channel.clone())
     }
 
+    /// A raw `cairn.admin.v1.Admin` stub on the current connection.
+    pub fn admin(&self) -> cairn_proto::admin::v1::admin_client::AdminClient<Channel> {
+        cairn_proto::admin::v1::admin_client::AdminClient::new(self.lock_current().channel.clone())
+    }
+
     /// Wraps `message` in a [`tonic::Request`] carrying the client's bearer
     /// token (if any), for use with [`Client::kv`].
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {

@@ -128,6 +128,51 @@ pub enum Command {
         /// The transaction file.
         file: PathBuf,
     },
+    /// Cluster administration.
+    Cluster {
+        /// What to show or do.
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Show every shard: leader, term, replicas and how far each lags.
+    Shards,
+    /// Run a local cluster of cairn-node processes until Ctrl-C.
+    Playground(PlaygroundArgs),
+}
+
+/// `cairnctl cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Nodes, their states, leader counts, and a health summary of the shards.
+    Status,
+    /// Move a shard's leadership to another of its voters.
+    TransferLeader {
+        /// The shard.
+        shard: u32,
+        /// The node to lead it.
+        to: u64,
+    },
+}
+
+/// `cairnctl playground`
+#[derive(Debug, Args)]
+pub struct PlaygroundArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    pub nodes: u32,
+    /// Hash shards.
+    #[arg(long, default_value_t = 64)]
+    pub shards: u32,
+    /// Node i listens on BASE+10(i-1) (gRPC), +1 (HTTP), +2 (metrics).
+    #[arg(long, default_value_t = 7000)]
+    pub base_port: u16,
+    /// Where the nodes keep their data (kept across runs, so a restarted
+    /// playground has its data; delete it to start empty).
+    #[arg(long, default_value = "cairn-playground")]
+    pub data_dir: PathBuf,
+    /// The cairn-node binary (default: next to cairnctl, else on PATH).
+    #[arg(long)]
+    pub node_binary: Option<PathBuf>,
 }
 
 /// Expiry options shared by `put` and `update`.

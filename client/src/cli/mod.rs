@@ -2,11 +2,13 @@
 //! output formatting and exit codes. Compiled into the binary only (it uses
 //! `anyhow`, which the library does not).
 
+mod admin;
 mod args;
 mod execute;
 mod failure;
 mod input;
 mod output;
+mod playground;
 mod request;
 mod request_file;
 
@@ -36,8 +38,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.tls_ca.is_some() {
         return Err(UsageError::new("TLS is not supported yet".to_string()).into());
     }
-    let operation = request::prepare(cli.command)?;
-
+    if let args::Command::Playground(p) = cli.command {
+        return playground::run(p).await;
+    }
     let endpoints: Vec<String> = cli
         .endpoints
         .iter()
@@ -62,6 +65,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         terminal: stdout.is_terminal(),
     };
     let mut out = BufWriter::new(stdout);
-    execute::execute(&client, operation, format, &mut out).await?;
+    match cli.command {
+        args::Command::Cluster { command } => {
+            admin::cluster(&client, command, format, &mut out).await?
+        }
+        args::Command::Shards => admin::shards(&client, format, &mut out).await?,
+        command => {
+            let operation = request::prepare(command)?;
+            execute::execute(&client, operation, format, &mut out).await?;
+        }
+    }
     out.flush().context("writing output")
 }

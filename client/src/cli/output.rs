@@ -461,6 +461,7 @@ mod tests {
                 revision: 7,
                 shard: 1,
                 node_id: 1,
+                leader_id: 1,
             }),
             kv: Some(kv(b"k", b"")),
             created: true,

@@ -80,12 +80,8 @@ mod tests {
         for shard in 0..64 {
             leaders[replicas(shard, &nodes, 3)[0] as usize] += 1;
         }
-        for n in 1..=3 {
-            assert!(
-                (10..=32).contains(&leaders[n]),
-                "node {n} leads {} of 64",
-                leaders[n]
-            );
+        for (n, led) in leaders.iter().enumerate().skip(1) {
+            assert!((10..=32).contains(led), "node {n} leads {led} of 64");
         }
     }
 }

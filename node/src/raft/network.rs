@@ -21,6 +21,7 @@ use openraft::{BasicNode, Raft, RaftNetworkV2};
 use rpb::raft_transport_client::RaftTransportClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
@@ -36,7 +37,23 @@ pub type ShardRaftHandle = Raft<ShardRaft, ShardStateMachine>;
 #[derive(Clone, Default, Debug)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<u64, (String, Channel)>>>,
+    batchers: Arc<Mutex<HashMap<u64, Batcher>>>,
+    batching: bool,
 }
+
+/// How long the batcher waits after the first queued message for more.
+/// Heartbeats of all groups are triggered together (see
+/// `cluster::heartbeat`), so a short window collects a whole round.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(3);
+/// Most messages in one batch.
+const MAX_BATCH: usize = 1024;
+
+type Pending = (
+    rpb::RaftMessage,
+    oneshot::Sender<Result<rpb::RaftMessage, String>>,
+);
+/// A peer's address and the queue of its batcher task.
+type Batcher = (String, mpsc::Sender<Pending>);
 
 /// Why a peer could not do what was asked (travels inside a reply).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
@@ -58,6 +75,42 @@ impl RemoteError {
 }
 
 impl Peers {
+    /// Peers whose entry-less AppendEntries to the same peer travel together
+    /// in one `AppendBatch` call.
+    pub fn batched() -> Self {
+        Self {
+            batching: true,
+            ..Self::default()
+        }
+    }
+
+    /// Sends `msg` in the next batch to peer `id`.
+    async fn send_batched(
+        &self,
+        id: u64,
+        addr: &str,
+        msg: rpb::RaftMessage,
+    ) -> Result<rpb::RaftMessage, String> {
+        let tx = {
+            let mut map = self.batchers.lock().map_err(|e| e.to_string())?;
+            match map.get(&id) {
+                Some((known, tx)) if known == addr && !tx.is_closed() => tx.clone(),
+                _ => {
+                    let client = self.client(id, addr)?;
+                    let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+                    tokio::spawn(run_batcher(client, rx));
+                    map.insert(id, (addr.to_string(), tx.clone()));
+                    tx
+                }
+            }
+        };
+        let (reply, rx) = oneshot::channel();
+        tx.send((msg, reply))
+            .await
+            .map_err(|_| "batcher stopped".to_string())?;
+        rx.await.map_err(|_| "batch dropped".to_string())?
+    }
+
     /// Passes a write for `shard` to peer `id` (see `cairn.raft.v1.Forward`).
     ///
     /// # Errors
@@ -141,6 +194,43 @@ impl Peers {
     }
 }
 
+/// Collects messages for one peer and sends them in `AppendBatch` calls.
+async fn run_batcher(client: RaftTransportClient<Channel>, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        tokio::time::sleep(BATCH_WINDOW).await;
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let mut req = Request::new(rpb::RaftBatch { messages });
+            req.set_timeout(std::time::Duration::from_secs(5));
+            match client.append_batch(req).await {
+                Ok(r) => {
+                    let mut answers = r.into_inner().messages.into_iter();
+                    for reply in replies {
+                        let _ = reply.send(
+                            answers
+                                .next()
+                                .ok_or_else(|| "peer answered fewer messages than sent".into()),
+                        );
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Creates the network clients of one shard group.
 #[derive(Clone, Debug)]
 pub struct ShardNetworkFactory {
@@ -161,6 +251,9 @@ impl RaftNetworkFactory<ShardRaft> for ShardNetworkFactory {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
         ShardNetwork {
             shard: self.shard,
+            target,
+            addr: node.addr.clone(),
+            peers: self.peers.clone(),
             client: self.peers.client(target, &node.addr),
         }
     }
@@ -170,6 +263,9 @@ impl RaftNetworkFactory<ShardRaft> for ShardNetworkFactory {
 #[derive(Debug)]
 pub struct ShardNetwork {
     shard: ShardId,
+    target: u64,
+    addr: String,
+    peers: Peers,
     client: Result<RaftTransportClient<Channel>, String>,
 }
 
@@ -216,6 +312,22 @@ impl RaftNetworkV2<ShardRaft> for ShardNetwork {
         rpc: AppendEntriesRequest<ShardRaft>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ShardRaft>, RPCError<ShardRaft>> {
+        if self.peers.batching && rpc.entries.is_empty() {
+            let msg = rpb::RaftMessage {
+                shard: self.shard,
+                payload: encode(&rpc).map_err(unreachable)?,
+            };
+            let reply = tokio::time::timeout(
+                option.hard_ttl(),
+                self.peers.send_batched(self.target, &self.addr, msg),
+            )
+            .await
+            .map_err(unreachable)?
+            .map_err(unreachable)?;
+            let remote: Result<AppendEntriesResponse<ShardRaft>, String> =
+                decode(&reply.payload).map_err(unreachable)?;
+            return remote.map_err(unreachable);
+        }
         self.call("append", &rpc, &option).await
     }
 
@@ -410,6 +522,29 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
             .await
             .map_err(|e| e.to_string());
         reply(m.shard, &r)
+    }
+
+    async fn append_batch(
+        &self,
+        req: Request<rpb::RaftBatch>,
+    ) -> Result<Response<rpb::RaftBatch>, Status> {
+        let batch = req.into_inner();
+        let answers = batch.messages.into_iter().map(|m| async move {
+            let r: Result<AppendEntriesResponse<ShardRaft>, String> =
+                match (self.group(m.shard).await, request(&m)) {
+                    (Ok(raft), Ok(rpc)) => {
+                        raft.append_entries(rpc).await.map_err(|e| e.to_string())
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e.message().to_string()),
+                };
+            let payload = encode(&r).unwrap_or_default();
+            rpb::RaftMessage {
+                shard: m.shard,
+                payload,
+            }
+        });
+        let messages = futures::future::join_all(answers).await;
+        Ok(Response::new(rpb::RaftBatch { messages }))
     }
 
     async fn transfer_leader(

@@ -278,6 +278,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 stop_rx.clone(),
             )));
         }
+        background.push(tokio::spawn(crate::cluster::heartbeat::run(
+            c.clone(),
+            Duration::from_millis(config.raft.heartbeat_interval_ms),
+            stop_rx.clone(),
+        )));
         background.push(tokio::spawn(crate::cluster::reconciler::run(
             c.clone(),
             stop_rx.clone(),
