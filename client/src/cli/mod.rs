@@ -34,13 +34,25 @@ pub async fn main() -> ExitCode {
     }
 }
 
+/// What a command line asks for, decided before connecting.
+enum Plan {
+    Kv(request::Operation),
+    Cluster(args::ClusterCommand),
+    Shards,
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.tls_ca.is_some() {
         return Err(UsageError::new("TLS is not supported yet".to_string()).into());
     }
-    if let args::Command::Playground(p) = cli.command {
-        return playground::run(p).await;
-    }
+    // Inputs are checked before any connection, so a usage error never
+    // depends on a server.
+    let plan = match cli.command {
+        args::Command::Playground(p) => return playground::run(p).await,
+        args::Command::Cluster { command } => Plan::Cluster(command),
+        args::Command::Shards => Plan::Shards,
+        command => Plan::Kv(request::prepare(command)?),
+    };
     let endpoints: Vec<String> = cli
         .endpoints
         .iter()
@@ -65,15 +77,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         terminal: stdout.is_terminal(),
     };
     let mut out = BufWriter::new(stdout);
-    match cli.command {
-        args::Command::Cluster { command } => {
-            admin::cluster(&client, command, format, &mut out).await?
-        }
-        args::Command::Shards => admin::shards(&client, format, &mut out).await?,
-        command => {
-            let operation = request::prepare(command)?;
-            execute::execute(&client, operation, format, &mut out).await?;
-        }
+    match plan {
+        Plan::Cluster(command) => admin::cluster(&client, command, format, &mut out).await?,
+        Plan::Shards => admin::shards(&client, format, &mut out).await?,
+        Plan::Kv(operation) => execute::execute(&client, operation, format, &mut out).await?,
     }
     out.flush().context("writing output")
 }
