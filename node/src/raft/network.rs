@@ -41,10 +41,6 @@ pub struct Peers {
     batching: bool,
 }
 
-/// How long the batcher waits after the first queued message for more.
-/// Heartbeats of all groups are triggered together (see
-/// `cluster::heartbeat`), so a short window collects a whole round.
-const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(3);
 /// Most messages in one batch.
 const MAX_BATCH: usize = 1024;
 
@@ -194,40 +190,39 @@ impl Peers {
     }
 }
 
-/// Collects messages for one peer and sends them in `AppendBatch` calls.
-async fn run_batcher(client: RaftTransportClient<Channel>, mut rx: mpsc::Receiver<Pending>) {
+/// Collects messages for one peer and sends them in `AppendBatch` calls,
+/// one call in flight at a time: a message arriving while the peer is idle
+/// goes at once, and everything that queues meanwhile goes in the next call
+/// (batches grow with load and add no waiting when idle).
+async fn run_batcher(mut client: RaftTransportClient<Channel>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        tokio::time::sleep(BATCH_WINDOW).await;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
         }
-        let mut client = client.clone();
-        tokio::spawn(async move {
-            let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let mut req = Request::new(rpb::RaftBatch { messages });
-            req.set_timeout(std::time::Duration::from_secs(5));
-            match client.append_batch(req).await {
-                Ok(r) => {
-                    let mut answers = r.into_inner().messages.into_iter();
-                    for reply in replies {
-                        let _ = reply.send(
-                            answers
-                                .next()
-                                .ok_or_else(|| "peer answered fewer messages than sent".into()),
-                        );
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.to_string()));
-                    }
+        let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let mut req = Request::new(rpb::RaftBatch { messages });
+        req.set_timeout(std::time::Duration::from_secs(5));
+        match client.append_batch(req).await {
+            Ok(r) => {
+                let mut answers = r.into_inner().messages.into_iter();
+                for reply in replies {
+                    let _ = reply.send(
+                        answers
+                            .next()
+                            .ok_or_else(|| "peer answered fewer messages than sent".into()),
+                    );
                 }
             }
-        });
+            Err(e) => {
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
     }
 }
 

@@ -112,6 +112,17 @@ impl ShardStateMachine {
         super::write_batch(&self.engine, batch).await
     }
 
+    /// Applied entries need no fsync of their own: the log they come from is
+    /// durable, and after a crash openraft re-applies it from the last
+    /// applied id stored in the same batch (halving fsyncs per write).
+    async fn write_applied(&self, batch: WriteBatch) -> io::Result<()> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.write_unsynced(batch))
+            .await
+            .map_err(io_err)?
+            .map_err(io_err)
+    }
+
     fn remember(&self, meta: SnapshotMetaOf<ShardRaft>, bytes: Vec<u8>) {
         if let Ok(mut c) = self.current.lock() {
             *c = Some((meta, bytes));
@@ -235,7 +246,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             raft_meta_key("applied", self.shard),
             encode(&(last_applied, membership))?,
         );
-        self.write(batch).await?;
+        self.write_applied(batch).await?;
         if let Some(st) = states.get(&self.shard) {
             self.publish(st);
         }

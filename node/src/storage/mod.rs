@@ -225,6 +225,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Writes `batch` atomically without waiting for an fsync: for state
+    /// that can be rebuilt from something already durable (a Raft state
+    /// machine re-applies its log after a crash). The next synced write
+    /// makes it durable too, since the WAL is one sequential file.
+    ///
+    /// # Errors
+    /// RocksDB errors; on error nothing of the batch is visible.
+    pub fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.db.write_opt(batch, &WriteOptions::default())?;
+        Ok(())
+    }
+
     /// Flushes and syncs the WAL (used at shutdown in buffered mode).
     ///
     /// # Errors
