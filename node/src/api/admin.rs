@@ -106,28 +106,13 @@ impl AdminGrpc {
                 learners: membership.learner_ids().collect(),
                 last_log_index: m.last_log_index.unwrap_or(0),
                 applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
-                revision: if shard == META_SHARD {
-                    0
-                } else {
-                    self.cluster_revision(shard)
-                },
+                revision: self.cluster.revision(shard),
                 matched,
             });
         }
         apb::NodeReportResponse {
             node_id: self.cluster.node_id(),
             replicas,
-        }
-    }
-
-    fn cluster_revision(&self, shard: ShardId) -> u64 {
-        match self
-            .cluster
-            .engine()
-            .get_meta(&crate::storage::keys::shard_state_key(shard))
-        {
-            Ok(Some(b)) => crate::state_machine::ShardState::decode(&b).map_or(0, |s| s.revision),
-            _ => 0,
         }
     }
 

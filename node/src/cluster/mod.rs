@@ -407,6 +407,12 @@ impl Cluster {
         })
     }
 
+    /// The last revision this node's replica of `shard` applied (0 for the
+    /// meta group, whose revision is the placement epoch).
+    pub fn revision(&self, shard: ShardId) -> u64 {
+        self.progress.revision(shard)
+    }
+
     /// Whether this node leads `shard` right now.
     pub fn is_leader(&self, shard: ShardId) -> bool {
         self.group(shard).is_some_and(|r| r.is_leader())
