@@ -10,11 +10,15 @@ use tonic::codec::CompressionEncoding;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+use cairn_keyspace::ShardId;
+use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
+
 use crate::backoff::Backoff;
 use crate::endpoint;
 use crate::error::{ClientError, ConnectFailure};
 use crate::pb;
 use crate::pb::kv_client::KvClient;
+use crate::routing::{self, Headed, Router};
 
 /// Largest gRPC message the client sends or accepts (64 MiB).
 ///
@@ -85,11 +89,24 @@ impl fmt::Debug for ClientOptions {
 }
 
 /// A handle to a Cairn cluster: one live gRPC channel to one of the
-/// configured endpoints, moved to the next endpoint when the current one
-/// becomes unavailable.
+/// configured endpoints (the *seed*), moved to the next endpoint when the
+/// current one becomes unavailable, plus a connection to each cluster node
+/// for routing.
 ///
-/// Cloning is cheap and clones share the connection, so one `Client` can be
+/// Cloning is cheap and clones share the connections, so one `Client` can be
 /// handed to many tasks.
+///
+/// # Routing
+///
+/// Against a cluster, the client fetches the shard map (`Admin.ShardMap`)
+/// when it connects and sends each request straight to its shard's leader,
+/// saving the hop a forwarding node would add. `BatchGet` and `Scan` are
+/// split by leader and their results put back in request order and key
+/// order. Responses name the current leader, so leader moves are learned as
+/// they happen; a failed leader is forgotten and the map re-fetched in the
+/// background while requests go through the seed, which forwards them. If
+/// the nodes' own addresses are not reachable from the client (say, outside
+/// Kubernetes), every request simply keeps going through the seed.
 ///
 /// # Retries
 ///
@@ -111,15 +128,16 @@ pub struct Client {
 
 /// State shared by all clones of a [`Client`].
 struct Inner {
-    targets: Vec<Target>,
+    targets: Vec<SeedEndpoint>,
     authorization: Option<AsciiMetadataValue>,
     connect_timeout: Duration,
     retry_deadline: Duration,
     current: Mutex<Current>,
+    router: Router,
 }
 
 /// One configured endpoint.
-struct Target {
+struct SeedEndpoint {
     /// As the user wrote it, for messages.
     name: String,
     endpoint: Endpoint,
@@ -172,7 +190,7 @@ impl Client {
                     .map_err(|e| ClientError::InvalidEndpoint(format!("{name:?}: {e}")))?
                     .connect_timeout(options.connect_timeout)
                     .tcp_nodelay(true);
-                Ok(Target {
+                Ok(SeedEndpoint {
                     name: name.trim().to_string(),
                     endpoint,
                 })
@@ -195,10 +213,18 @@ impl Client {
                         connect_timeout: options.connect_timeout,
                         retry_deadline: options.retry_deadline,
                         current: Mutex::new(current),
+                        router: Router::new(options.connect_timeout),
                     };
-                    return Ok(Client {
+                    let client = Client {
                         inner: Arc::new(inner),
-                    });
+                    };
+                    // Without a map the client still works (through the
+                    // seed), so a failure here is not an error.
+                    if client.inner.router.schedule_refresh().is_some() {
+                        let seed = client.lock_current().channel.clone();
+                        client.inner.router.refresh(seed).await;
+                    }
+                    return Ok(client);
                 }
                 Err(failure) => last_failure = Some(failure),
             }
@@ -259,8 +285,11 @@ impl Client {
             key: key.into(),
             read: Some(read),
         };
-        self.call(request, |mut kv, r| async move { kv.get(r).await })
-            .await
+        let shard = self.inner.router.shard_of(&request.key);
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.get(r).await
+        })
+        .await
     }
 
     /// Creates or replaces one key (optionally conditional, see
@@ -268,8 +297,11 @@ impl Client {
     pub async fn put(&self, request: pb::PutRequest) -> Result<pb::PutResponse, ClientError> {
         let mut request = request;
         with_request_id(&mut request.request_id);
-        self.call(request, |mut kv, r| async move { kv.put(r).await })
-            .await
+        let shard = self.inner.router.shard_of(&request.key);
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.put(r).await
+        })
+        .await
     }
 
     /// Replaces the value of an existing key; `NOT_FOUND` when it is missing.
@@ -279,8 +311,11 @@ impl Client {
     ) -> Result<pb::UpdateResponse, ClientError> {
         let mut request = request;
         with_request_id(&mut request.request_id);
-        self.call(request, |mut kv, r| async move { kv.update(r).await })
-            .await
+        let shard = self.inner.router.shard_of(&request.key);
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.update(r).await
+        })
+        .await
     }
 
     /// Deletes one key; `existed` in the response tells whether it was there.
@@ -290,40 +325,171 @@ impl Client {
     ) -> Result<pb::DeleteResponse, ClientError> {
         let mut request = request;
         with_request_id(&mut request.request_id);
-        self.call(request, |mut kv, r| async move { kv.delete(r).await })
-            .await
+        let shard = self.inner.router.shard_of(&request.key);
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.delete(r).await
+        })
+        .await
     }
 
     /// Reads many keys (from any shards); results come back in request order.
+    ///
+    /// Against a cluster the keys are split by shard leader and read from
+    /// each leader concurrently.
     pub async fn batch_get(
         &self,
         request: pb::BatchGetRequest,
     ) -> Result<pb::BatchGetResponse, ClientError> {
-        self.call(request, |mut kv, r| async move { kv.batch_get(r).await })
-            .await
+        let groups =
+            self.group_by_leader(request.keys.iter().map(|k| self.inner.router.shard_of(k)));
+        if groups.len() <= 1 {
+            let target = groups.first().map_or(Target::Seed, LeaderGroup::target);
+            return self
+                .call(
+                    target,
+                    request,
+                    |mut kv, r| async move { kv.batch_get(r).await },
+                )
+                .await;
+        }
+        let parts = groups.iter().map(|g| {
+            let sub = pb::BatchGetRequest {
+                keys: g.members.iter().map(|&i| request.keys[i].clone()).collect(),
+                read: request.read,
+            };
+            self.call(
+                g.target(),
+                sub,
+                |mut kv, r| async move { kv.batch_get(r).await },
+            )
+        });
+        let responses = futures::future::try_join_all(parts).await?;
+        let mut results = vec![pb::BatchGetResult::default(); request.keys.len()];
+        let mut revision = 0;
+        for (g, resp) in groups.into_iter().zip(responses) {
+            if resp.results.len() != g.members.len() {
+                return Err(ClientError::UnexpectedResponse(format!(
+                    "batch_get returned {} results for {} keys",
+                    resp.results.len(),
+                    g.members.len()
+                )));
+            }
+            revision = revision.max(resp.header.map_or(0, |h| h.revision));
+            for (i, r) in g.members.into_iter().zip(resp.results) {
+                results[i] = r;
+            }
+        }
+        Ok(pb::BatchGetResponse {
+            header: Some(pb::ResponseHeader {
+                revision,
+                ..pb::ResponseHeader::default()
+            }),
+            results,
+        })
+    }
+
+    /// Groups items (given by their shard, `None` when no map is known) by
+    /// the node that leads their shard; items of shards without a known
+    /// leader form one group for the seed.
+    fn group_by_leader(&self, shards: impl Iterator<Item = Option<ShardId>>) -> Vec<LeaderGroup> {
+        let mut groups: Vec<(u64, LeaderGroup)> = Vec::new();
+        for (i, shard) in shards.enumerate() {
+            let leader = shard
+                .and_then(|s| self.inner.router.route(s))
+                .map_or(0, |r| r.node_id);
+            match groups.iter_mut().find(|(l, _)| *l == leader) {
+                Some((_, g)) => {
+                    g.members.push(i);
+                    g.one_shard &= g.shard == shard;
+                }
+                None => groups.push((
+                    leader,
+                    LeaderGroup {
+                        shard,
+                        routed: leader != 0,
+                        one_shard: true,
+                        members: vec![i],
+                    },
+                )),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
     }
 
     /// Applies writes to keys of one shard atomically: all or none.
     pub async fn batch(&self, request: pb::BatchRequest) -> Result<pb::BatchResponse, ClientError> {
         let mut request = request;
         with_request_id(&mut request.request_id);
-        self.call(request, |mut kv, r| async move { kv.batch(r).await })
-            .await
+        let shard =
+            routing::first_key_of_ops(&request.ops).and_then(|k| self.inner.router.shard_of(k));
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.batch(r).await
+        })
+        .await
     }
 
     /// Compare-then-act on keys of one shard, atomically.
     pub async fn txn(&self, request: pb::TxnRequest) -> Result<pb::TxnResponse, ClientError> {
         let mut request = request;
         with_request_id(&mut request.request_id);
-        self.call(request, |mut kv, r| async move { kv.txn(r).await })
-            .await
+        let shard = routing::first_key_of_txn(&request).and_then(|k| self.inner.router.shard_of(k));
+        self.call(Target::of(shard), request, |mut kv, r| async move {
+            kv.txn(r).await
+        })
+        .await
     }
 
     /// Reads one page of a prefix or range scan; pass the response's
     /// `next_page_token` back as `page_token` to continue.
+    ///
+    /// Against a cluster the shards are split by leader, each leader pages
+    /// through its own shards, and the pages are merged in key order.
     pub async fn scan(&self, request: pb::ScanRequest) -> Result<pb::ScanResponse, ClientError> {
-        self.call(request, |mut kv, r| async move { kv.scan(r).await })
-            .await
+        let all: Vec<ShardId> = if !request.shards.is_empty() {
+            request.shards.clone()
+        } else {
+            (0..self.inner.router.shard_count().unwrap_or(0)).collect()
+        };
+        let groups = self.group_by_leader(all.iter().map(|&s| Some(s)));
+        if groups.len() <= 1 {
+            let target = groups.first().map_or(Target::Seed, LeaderGroup::target);
+            return self
+                .call(target, request, |mut kv, r| async move { kv.scan(r).await })
+                .await;
+        }
+        let parts = groups.iter().map(|g| {
+            let sub = pb::ScanRequest {
+                shards: g.members.iter().map(|&i| all[i]).collect(),
+                ..request.clone()
+            };
+            self.call(g.target(), sub, |mut kv, r| async move { kv.scan(r).await })
+        });
+        let responses = futures::future::try_join_all(parts).await?;
+        let limit = match request.limit {
+            0 => responses.iter().map(|r| r.kvs.len()).max().unwrap_or(1),
+            n => n as usize,
+        };
+        let mut revision = 0;
+        let pages = responses
+            .into_iter()
+            .map(|r| {
+                revision = revision.max(r.header.map_or(0, |h| h.revision));
+                ShardsPage {
+                    more: !r.next_page_token.is_empty(),
+                    kvs: r.kvs,
+                }
+            })
+            .collect();
+        let (kvs, next_page_token) = merge_pages(pages, limit)
+            .map_err(|e| ClientError::UnexpectedResponse(e.to_string()))?;
+        Ok(pb::ScanResponse {
+            header: Some(pb::ResponseHeader {
+                revision,
+                ..pb::ResponseHeader::default()
+            }),
+            kvs,
+            next_page_token,
+        })
     }
 
     /// Scans every page, following `next_page_token` until it is empty, and
@@ -351,26 +517,70 @@ impl Client {
         }
     }
 
-    /// Runs `rpc` with `message`, retrying on `Unavailable` as described on
-    /// [`Client`].
-    async fn call<Req, Resp, F, Fut>(&self, message: Req, mut rpc: F) -> Result<Resp, ClientError>
+    /// Runs `rpc` with `message` at `target` (the seed when its leader is
+    /// unknown), retrying on `Unavailable` as described on [`Client`].
+    async fn call<Req, Resp, F, Fut>(
+        &self,
+        target: Target,
+        message: Req,
+        mut rpc: F,
+    ) -> Result<Resp, ClientError>
     where
         Req: Clone,
+        Resp: Headed,
         F: FnMut(KvClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
+        let router = &self.inner.router;
+        let shard = target.shard();
         let deadline = Instant::now() + self.inner.retry_deadline;
         let mut backoff = Backoff::new();
         loop {
-            let (channel, epoch) = {
-                let current = self.lock_current();
-                (current.channel.clone(), current.epoch)
+            let route = shard.and_then(|s| router.route(s).map(|r| (s, r)));
+            let (channel, epoch) = match &route {
+                Some((_, r)) => (r.channel.clone(), None),
+                None => {
+                    let current = self.lock_current();
+                    (current.channel.clone(), Some(current.epoch))
+                }
             };
-            let mut last_error = match rpc(stub(channel), self.request(message.clone())).await {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) if is_connection_failure(&status) => ClientError::Status(status),
+            let status = match rpc(stub(channel), self.request(message.clone())).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    // No route (no map, or the shard's leader unknown) or a
+                    // leader the map lacks: the map needs refreshing.
+                    let stale = match (target, &route) {
+                        (Target::Shard(s), Some(_)) => router.learn(s, response.header()),
+                        (Target::Shard(s), None) => {
+                            router.learn(s, response.header());
+                            true
+                        }
+                        (Target::LeaderOf(_), route) => route.is_none(),
+                        (Target::Seed, _) => router.shard_count().is_none(),
+                    };
+                    if stale {
+                        self.spawn_refresh();
+                    }
+                    return Ok(response);
+                }
+                Err(status) if is_connection_failure(&status) => status,
                 Err(status) => return Err(ClientError::Status(status)),
             };
+            let unreachable = !status.metadata().contains_key(ERROR_CODE_METADATA);
+            let mut last_error = ClientError::Status(status);
+            if let Some((s, r)) = route {
+                // The leader failed us: forget it, fetch a new map, and go
+                // through the seed (which forwards) until then.
+                router.forget(s, r.node_id, unreachable);
+                self.spawn_refresh();
+                let delay = backoff.next_delay();
+                if Instant::now() + delay >= deadline {
+                    return Err(last_error);
+                }
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            let epoch = epoch.unwrap_or_default();
             // Wait, then move to the next endpoint; repeat until one accepts
             // a connection or the deadline would be exceeded.
             loop {
@@ -384,7 +594,24 @@ impl Client {
                     Err(error) => last_error = error,
                 }
             }
+            if shard.is_some() {
+                self.spawn_refresh();
+            }
         }
+    }
+
+    /// Fetches a new shard map through the seed in the background (soon,
+    /// but not more often than the router allows).
+    fn spawn_refresh(&self) {
+        let Some(delay) = self.inner.router.schedule_refresh() else {
+            return;
+        };
+        let client = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let seed = client.lock_current().channel.clone();
+            client.inner.router.refresh(seed).await;
+        });
     }
 
     /// Replaces the channel of generation `seen_epoch` by a connection to the
@@ -434,6 +661,58 @@ impl Client {
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// gRPC metadata in which nodes put their stable error code: present on
+/// statuses a node produced, absent when the connection failed.
+const ERROR_CODE_METADATA: &str = "cairn-error-code";
+
+/// Where a call goes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A single-shard request, to the shard's leader; the response names
+    /// the current leader, which the router learns.
+    Shard(ShardId),
+    /// Part of a split request, to the node leading this shard; the
+    /// response spans several shards and says nothing about leaders.
+    LeaderOf(ShardId),
+    /// The seed endpoint (no map, or no known leader).
+    Seed,
+}
+
+impl Target {
+    fn of(shard: Option<ShardId>) -> Self {
+        shard.map_or(Target::Seed, Target::Shard)
+    }
+
+    fn shard(self) -> Option<ShardId> {
+        match self {
+            Target::Shard(s) | Target::LeaderOf(s) => Some(s),
+            Target::Seed => None,
+        }
+    }
+}
+
+/// Items of a split request that go to one node.
+struct LeaderGroup {
+    /// The shard of the group's first item (`None` without a map).
+    shard: Option<ShardId>,
+    /// Whether the group goes to a known leader (else to the seed).
+    routed: bool,
+    /// Whether every item is of the same shard.
+    one_shard: bool,
+    /// Positions of the items in the request.
+    members: Vec<usize>,
+}
+
+impl LeaderGroup {
+    fn target(&self) -> Target {
+        match (self.shard, self.routed, self.one_shard) {
+            (Some(s), _, true) => Target::Shard(s),
+            (Some(s), true, false) => Target::LeaderOf(s),
+            _ => Target::Seed,
+        }
     }
 }
 

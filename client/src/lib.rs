@@ -27,6 +27,7 @@ mod client;
 pub mod duration;
 mod endpoint;
 mod error;
+mod routing;
 
 /// The generated protobuf messages and gRPC stubs of the key-value API
 /// (`cairn.kv.v1`), re-exported so users of this crate share one version.

@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ClientError, ClientOptions, pb};
+use cairn_testkit::lossy_proxy::LossyProxy;
 
 fn put(key: &str, value: &[u8]) -> pb::PutRequest {
     pb::PutRequest {
@@ -159,68 +160,21 @@ async fn eight_mib_values_fit_through_the_message_limits() {
     assert_eq!(got.kv.map(|kv| kv.value.len()), Some(value.len()));
 }
 
-/// A loopback TCP proxy that, when armed, swallows the next bytes the node
-/// sends back and cuts the connection: a response lost after the server
-/// applied the request.
-async fn lossy_proxy(upstream: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let armed = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = format!("http://{}", listener.local_addr().expect("addr"));
-    let upstream = upstream.trim_start_matches("http://").to_string();
-    let flag = armed.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
-                continue;
-            };
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up = tokio::spawn(async move { tokio::io::copy(&mut cr, &mut sw).await });
-                let mut buf = vec![0u8; 64 << 10];
-                loop {
-                    let n = match sr.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if flag.swap(false, Ordering::SeqCst) {
-                        break; // drop the response and the connection
-                    }
-                    if cw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-            });
-        }
-    });
-    (addr, armed)
-}
-
 #[tokio::test]
 async fn a_write_whose_response_is_lost_is_retried_exactly_once() {
     let node = common::spawn().await;
-    let (proxy, armed) = lossy_proxy(node.addr.clone()).await;
-    let client = Client::connect(std::slice::from_ref(&proxy))
+    let proxy = LossyProxy::start(&node.addr).await.expect("proxy");
+    let client = Client::connect(std::slice::from_ref(&proxy.addr))
         .await
         .expect("connect");
     client.put(put("warm-up", b"x")).await.expect("warm-up put");
 
-    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    proxy.arm();
     let r = client
         .put(put("once", b"v"))
         .await
         .expect("the retry after the lost response succeeds");
-    assert!(
-        !armed.load(std::sync::atomic::Ordering::SeqCst),
-        "the proxy never dropped a response"
-    );
+    assert!(!proxy.armed(), "the proxy never dropped a response");
     let kv = r.kv.expect("kv");
     assert!(r.created, "the retry gets the original answer");
     assert_eq!(kv.version, 1);

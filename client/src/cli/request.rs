@@ -106,6 +106,7 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
                 page_token: Vec::new(),
                 keys_only,
                 read: None,
+                shards: Vec::new(),
             },
             limit,
         },

@@ -6,6 +6,7 @@ use cairn_proto::kv::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::status::to_status;
+use crate::kv::forward::FORWARDED_METADATA;
 use crate::kv::{KvError, KvStore};
 use crate::metrics::Metrics;
 
@@ -47,11 +48,16 @@ impl KvGrpc {
     }
 }
 
+/// Whether another node forwarded `req` here (it must not travel further).
+fn forwarded<T>(req: &Request<T>) -> bool {
+    req.metadata().contains_key(FORWARDED_METADATA)
+}
+
 #[tonic::async_trait]
 impl pb::kv_server::Kv for KvGrpc {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let t = Instant::now();
-        let r = self.store.get(req.get_ref()).await;
+        let r = self.store.get_from(req.get_ref(), forwarded(&req)).await;
         self.finish("Get", t, r)
     }
 
@@ -84,7 +90,10 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::BatchGetRequest>,
     ) -> Result<Response<pb::BatchGetResponse>, Status> {
         let t = Instant::now();
-        let r = self.store.batch_get(req.get_ref()).await;
+        let r = self
+            .store
+            .batch_get_from(req.get_ref(), forwarded(&req))
+            .await;
         self.finish("BatchGet", t, r)
     }
 
@@ -108,7 +117,8 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let t = Instant::now();
-        let r = self.store.scan(req.into_inner()).await;
+        let hop = forwarded(&req);
+        let r = self.store.scan_from(req.into_inner(), hop).await;
         self.finish("Scan", t, r)
     }
 }

@@ -326,6 +326,7 @@ impl Gateway {
             page_token,
             keys_only: flag(q, "keys_only")?,
             read: Some(read_options(q)?),
+            shards: Vec::new(),
         };
         let r = self.store.scan(req).await?;
         let items: Vec<Value> = r.kvs.iter().map(|kv| kv_json(kv, b64)).collect();

@@ -34,11 +34,15 @@ pub fn grpc_code(e: &KvError) -> Code {
         KvError::RevisionNotReached { .. } => Code::DeadlineExceeded,
         KvError::Unavailable(_) => Code::Unavailable,
         KvError::Storage(_) => Code::Internal,
+        KvError::Remote(s) => s.code(),
     }
 }
 
 /// Converts `e` to a gRPC status with its code in metadata.
 pub fn to_status(e: &KvError) -> Status {
+    if let KvError::Remote(status) = e {
+        return status.clone();
+    }
     let mut s = Status::new(grpc_code(e), e.to_string());
     if let Ok(v) = e.code().parse() {
         s.metadata_mut().insert(ERROR_CODE_METADATA, v);
@@ -59,5 +63,22 @@ pub fn http_status(e: &KvError) -> StatusCode {
         KvError::RevisionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
         KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        KvError::Remote(s) => http_for_grpc(s.code()),
+    }
+}
+
+/// The HTTP status matching a gRPC code another node answered with.
+fn http_for_grpc(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unavailable | Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -259,6 +259,24 @@ impl Cluster {
         self.groups.read().ok()?.get(&shard).cloned()
     }
 
+    /// The group of `shard` if this node is a replica of it: it hosts a
+    /// group and is a voter or learner of the group's latest membership.
+    ///
+    /// A node taken out of a shard keeps its group (and data) until replica
+    /// removal cleans it up; it knows no leader any more and its data goes
+    /// stale, so it must neither serve reads of the shard nor route by it.
+    pub fn member_group(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        let raft = self.group(shard)?;
+        let member = {
+            let m = raft.metrics();
+            let m = m.borrow_watched();
+            let membership = m.membership_config.membership();
+            let id = self.opts.node_id;
+            membership.voter_ids().any(|v| v == id) || membership.learner_ids().any(|l| l == id)
+        };
+        member.then_some(raft)
+    }
+
     /// Shards (and the meta group) this node hosts a group for, sorted.
     pub fn hosted(&self) -> Vec<ShardId> {
         let mut v: Vec<ShardId> = self
@@ -396,7 +414,7 @@ impl Cluster {
 
     /// The leader of `shard` as this node knows it.
     pub fn leader(&self, shard: ShardId) -> Option<LeaderHint> {
-        let raft = self.group(shard)?;
+        let raft = self.member_group(shard)?;
         let m = raft.metrics();
         let m = m.borrow_watched();
         let id = m.current_leader?;
@@ -439,13 +457,13 @@ impl Cluster {
 
     /// Where to send a request for `shard` that this node cannot serve
     /// itself: the known leader, else a replica from the placement.
-    fn route(&self, shard: ShardId) -> Option<LeaderHint> {
+    pub fn route(&self, shard: ShardId) -> Option<LeaderHint> {
         if let Some(l) = self.leader(shard)
             && l.id != self.opts.node_id
         {
             return Some(l);
         }
-        if self.group(shard).is_some() {
+        if self.member_group(shard).is_some() {
             return None;
         }
         self.placement_of(shard)
@@ -504,7 +522,7 @@ impl Cluster {
                     Err(e) if e.retryable => last = format!("node {}: {}", target.id, e.message),
                     Err(e) => return Err(ClusterError::Raft(e.message)),
                 }
-            } else if self.group(shard).is_none() {
+            } else if self.member_group(shard).is_none() {
                 return Err(ClusterError::NotHosted {
                     shard,
                     node: self.opts.node_id,
@@ -537,7 +555,7 @@ impl Cluster {
     /// # Errors
     /// Not hosted here, or no leader confirmed in time.
     pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ClusterError> {
-        let raft = self.group(shard).ok_or(ClusterError::NotHosted {
+        let raft = self.member_group(shard).ok_or(ClusterError::NotHosted {
             shard,
             node: self.opts.node_id,
         })?;
@@ -594,7 +612,7 @@ impl Cluster {
     /// # Errors
     /// Not the leader, or leadership not confirmed.
     pub async fn read_index(&self, shard: ShardId) -> Result<u64, ClusterError> {
-        let raft = self.group(shard).ok_or(ClusterError::NotHosted {
+        let raft = self.member_group(shard).ok_or(ClusterError::NotHosted {
             shard,
             node: self.opts.node_id,
         })?;

@@ -45,6 +45,10 @@ pub enum KvError {
     /// Storage failed; the request had no effect.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The node this read was forwarded to answered with an error; it is
+    /// passed on as it came (code, message and error-code metadata).
+    #[error("{}", .0.message())]
+    Remote(tonic::Status),
 }
 
 impl KvError {
@@ -60,6 +64,7 @@ impl KvError {
             Self::RevisionNotReached { .. } => "revision_not_reached",
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage_error",
+            Self::Remote(_) => "remote_error",
         }
     }
 

@@ -6,12 +6,14 @@
 //! storage directly, so both enforce the same limits and semantics.
 
 mod error;
+pub mod forward;
 mod limits;
 mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
 use cairn_proto::kv::v1 as pb;
 use rocksdb::ReadOptions;
 
@@ -344,7 +346,7 @@ impl KvStore {
     ) -> Result<(), KvError> {
         if let Writes::Replicated(c) = &self.inner.writes {
             for &s in shards {
-                if c.group(s).is_none() {
+                if c.member_group(s).is_none() {
                     let hint = c
                         .leader(s)
                         .map(|l| format!("; its leader is node {} at {}", l.id, l.addr))
@@ -408,8 +410,27 @@ impl KvStore {
     /// # Errors
     /// Bad key, `min_revision` timeout, storage failure.
     pub async fn get(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, KvError> {
+        self.get_from(req, false).await
+    }
+
+    /// [`KvStore::get`], for a request another node `forwarded` here (it is
+    /// then never forwarded again).
+    ///
+    /// # Errors
+    /// As `get`; `UNAVAILABLE` when a forwarded read finds no replica here.
+    pub async fn get_from(
+        &self,
+        req: &pb::GetRequest,
+        forwarded: bool,
+    ) -> Result<pb::GetResponse, KvError> {
         self.inner.limits.check_key(&req.key)?;
         let shard = self.inner.shards.shard_for_key(&req.key);
+        if let Writes::Replicated(c) = &self.inner.writes {
+            let (_, remote) = forward::split(c, &[shard], forwarded)?;
+            if let Some(r) = remote.first() {
+                return forward::get(c, &r.to, req).await;
+            }
+        }
         self.read_gate(&[shard], req.read.as_ref()).await?;
         let now = self.inner.clock.now_ms();
         let db = self.inner.engine.db();
@@ -437,6 +458,20 @@ impl KvStore {
         &self,
         req: &pb::BatchGetRequest,
     ) -> Result<pb::BatchGetResponse, KvError> {
+        self.batch_get_from(req, false).await
+    }
+
+    /// [`KvStore::batch_get`], for a request another node `forwarded` here.
+    /// Keys of shards held elsewhere are read there (one request per node,
+    /// concurrently) and put back in request order.
+    ///
+    /// # Errors
+    /// As `batch_get`; a forwarded node's error is passed on.
+    pub async fn batch_get_from(
+        &self,
+        req: &pb::BatchGetRequest,
+        forwarded: bool,
+    ) -> Result<pb::BatchGetResponse, KvError> {
         let limits = &self.inner.limits;
         limits.check_batch_totals("batch_get", req.keys.len(), 0)?;
         let mut shards = Vec::with_capacity(req.keys.len());
@@ -450,7 +485,90 @@ impl KvStore {
         if req.read.as_ref().is_some_and(|r| r.min_revision > 0) && distinct.len() > 1 {
             return Err(cross_shard_token());
         }
-        self.read_gate(&distinct, req.read.as_ref()).await?;
+        if let Writes::Replicated(c) = &self.inner.writes {
+            let (local, remote) = forward::split(c, &distinct, forwarded)?;
+            if !remote.is_empty() {
+                return self.batch_get_split(c, req, &shards, &local, remote).await;
+            }
+        }
+        self.batch_get_local(req, &shards, &distinct).await
+    }
+
+    /// A BatchGet whose keys live partly on other nodes: the local part and
+    /// one request per other node run concurrently; results go back to
+    /// their keys' positions.
+    async fn batch_get_split(
+        &self,
+        cluster: &Cluster,
+        req: &pb::BatchGetRequest,
+        shards: &[ShardId],
+        local: &[ShardId],
+        remote: Vec<forward::RemoteShards>,
+    ) -> Result<pb::BatchGetResponse, KvError> {
+        // The request positions each part answers for.
+        let positions = |set: &[ShardId]| -> Vec<usize> {
+            (0..shards.len())
+                .filter(|&i| set.binary_search(&shards[i]).is_ok())
+                .collect()
+        };
+        let sub = |pos: &[usize]| pb::BatchGetRequest {
+            keys: pos.iter().map(|&i| req.keys[i].clone()).collect(),
+            read: req.read,
+        };
+        let local_pos = positions(local);
+        let local_req = sub(&local_pos);
+        let local_shards: Vec<ShardId> = local_pos.iter().map(|&i| shards[i]).collect();
+        let local_part = async {
+            if local_pos.is_empty() {
+                return Ok(None);
+            }
+            self.batch_get_local(&local_req, &local_shards, local)
+                .await
+                .map(Some)
+        };
+        let remote_pos: Vec<Vec<usize>> = remote.iter().map(|r| positions(&r.shards)).collect();
+        let remote_parts = futures::future::try_join_all(
+            remote
+                .iter()
+                .zip(&remote_pos)
+                .map(|(r, pos)| forward::batch_get(cluster, &r.to, sub(pos))),
+        );
+        let (local_resp, remote_resps) =
+            futures::future::try_join(local_part, remote_parts).await?;
+
+        let mut results = vec![pb::BatchGetResult::default(); req.keys.len()];
+        let mut revision = 0;
+        let parts = local_resp
+            .map(|r| (local_pos, r))
+            .into_iter()
+            .chain(remote_pos.into_iter().zip(remote_resps));
+        for (pos, resp) in parts {
+            if resp.results.len() != pos.len() {
+                return Err(KvError::Storage(format!(
+                    "a node answered {} results for {} keys",
+                    resp.results.len(),
+                    pos.len()
+                )));
+            }
+            revision = revision.max(resp.header.map_or(0, |h| h.revision));
+            for (i, r) in pos.into_iter().zip(resp.results) {
+                results[i] = r;
+            }
+        }
+        Ok(pb::BatchGetResponse {
+            header: Some(self.header(revision, None)),
+            results,
+        })
+    }
+
+    /// Reads keys of shards this node holds, from one snapshot.
+    async fn batch_get_local(
+        &self,
+        req: &pb::BatchGetRequest,
+        shards: &[ShardId],
+        distinct: &[ShardId],
+    ) -> Result<pb::BatchGetResponse, KvError> {
+        self.read_gate(distinct, req.read.as_ref()).await?;
         let now = self.inner.clock.now_ms();
         let db = self.inner.engine.db();
         let snap = db.snapshot();
@@ -458,7 +576,7 @@ impl KvStore {
         let mut results = Vec::with_capacity(req.keys.len());
         let mut revision = 0;
         let mut seen = std::collections::HashSet::new();
-        for (k, &s) in req.keys.iter().zip(&shards) {
+        for (k, &s) in req.keys.iter().zip(shards) {
             if seen.insert(s) {
                 revision = revision.max(self.shard_state_at(&snap, s)?.revision);
             }
@@ -711,28 +829,118 @@ impl KvStore {
     /// # Errors
     /// Bad range or token, limit too large, `min_revision` timeout, storage failure.
     pub async fn scan(&self, req: pb::ScanRequest) -> Result<pb::ScanResponse, KvError> {
+        self.scan_from(req, false).await
+    }
+
+    /// [`KvStore::scan`], for a request another node `forwarded` here.
+    /// Shards held elsewhere are scanned there (one request per node,
+    /// concurrently) and the pages merged in key order.
+    ///
+    /// # Errors
+    /// As `scan`; a forwarded node's error is passed on.
+    pub async fn scan_from(
+        &self,
+        req: pb::ScanRequest,
+        forwarded: bool,
+    ) -> Result<pb::ScanResponse, KvError> {
         let plan = scan::ScanPlan::new(&req, &self.inner.limits)?;
         if req.read.as_ref().is_some_and(|r| r.min_revision > 0) {
             return Err(cross_shard_token());
         }
-        let all: Vec<ShardId> = (0..self.inner.shards.get()).collect();
-        self.read_gate(&all, req.read.as_ref()).await?;
+        let shards = self.requested_shards(&req.shards)?;
+        let Writes::Replicated(c) = &self.inner.writes else {
+            return self.scan_local(plan, shards, req.read.as_ref()).await;
+        };
+        let (local, remote) = forward::split(c, &shards, forwarded)?;
+        if remote.is_empty() {
+            return self.scan_local(plan, local, req.read.as_ref()).await;
+        }
+        let limit = plan.limit();
+        let local_part = async {
+            if local.is_empty() {
+                return Ok(None);
+            }
+            self.scan_local(plan, local, req.read.as_ref())
+                .await
+                .map(Some)
+        };
+        let remote_parts = futures::future::try_join_all(remote.into_iter().map(|r| {
+            let sub = pb::ScanRequest {
+                shards: r.shards,
+                ..req.clone()
+            };
+            async move { forward::scan(c, &r.to, sub).await }
+        }));
+        let (local_page, remote_pages) =
+            futures::future::try_join(local_part, remote_parts).await?;
+        let mut revision = 0;
+        let pages = local_page
+            .into_iter()
+            .chain(remote_pages)
+            .map(|p| {
+                revision = revision.max(p.header.map_or(0, |h| h.revision));
+                ShardsPage {
+                    more: !p.next_page_token.is_empty(),
+                    kvs: p.kvs,
+                }
+            })
+            .collect();
+        let (kvs, next_page_token) = merge_pages(pages, limit)
+            .map_err(|e| KvError::Storage(format!("merging scan pages: {e}")))?;
+        Ok(pb::ScanResponse {
+            header: Some(self.header(revision, None)),
+            kvs,
+            next_page_token,
+        })
+    }
+
+    /// The shards a scan covers: all, or the listed ones (validated, sorted,
+    /// without duplicates).
+    fn requested_shards(&self, listed: &[u32]) -> Result<Vec<ShardId>, KvError> {
+        let count = self.inner.shards.get();
+        if listed.is_empty() {
+            return Ok((0..count).collect());
+        }
+        if let Some(bad) = listed.iter().find(|&&s| s >= count) {
+            return Err(KvError::invalid(
+                "bad_shard",
+                format!("shard {bad} does not exist (the cluster has {count} shards)"),
+            ));
+        }
+        let mut shards = listed.to_vec();
+        shards.sort_unstable();
+        shards.dedup();
+        Ok(shards)
+    }
+
+    /// One scan page over `shards`, all held by this node.
+    async fn scan_local(
+        &self,
+        plan: scan::ScanPlan,
+        shards: Vec<ShardId>,
+        read: Option<&pb::ReadOptions>,
+    ) -> Result<pb::ScanResponse, KvError> {
+        self.read_gate(&shards, read).await?;
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.scan_blocking(&plan))
+        tokio::task::spawn_blocking(move || this.scan_blocking(&plan, &shards))
             .await
             .map_err(|e| KvError::Storage(format!("scan task failed: {e}")))?
     }
 
-    fn scan_blocking(&self, plan: &scan::ScanPlan) -> Result<pb::ScanResponse, KvError> {
+    fn scan_blocking(
+        &self,
+        plan: &scan::ScanPlan,
+        shards: &[ShardId],
+    ) -> Result<pb::ScanResponse, KvError> {
         let db = self.inner.engine.db();
         let snap = db.snapshot();
         let mut revision = 0;
-        for s in 0..self.inner.shards.get() {
+        for &s in shards {
             revision = revision.max(self.shard_state_at(&snap, s)?.revision);
         }
         let data = self.inner.engine.cf(CF_DATA)?;
         let now = self.inner.clock.now_ms();
-        let (kvs, next_page_token) = plan.run(self.inner.shards.get(), now, |lower, upper| {
+        let (kvs, next_page_token) = plan.run(shards, now, |lower, upper| {
             let mut ro = ReadOptions::default();
             ro.set_iterate_lower_bound(lower);
             if let Some(u) = upper {

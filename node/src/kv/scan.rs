@@ -9,16 +9,16 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use cairn_keyspace::scan_page::{decode_token, encode_token};
 use cairn_proto::kv::v1 as pb;
 use rocksdb::DBRawIteratorWithThreadMode;
 
 use super::{KvError, Limits};
+use crate::partition::ShardId;
 use crate::state_machine::to_kv;
 use crate::storage::Db;
 use crate::storage::keys::{data_key, prefix_successor, shard_end, split_data_key};
 use crate::storage::record::Record;
-
-const PAGE_TOKEN_V1: u8 = 1;
 
 /// A validated scan: the user-key range still to read and page bounds.
 #[derive(Debug, Clone)]
@@ -31,6 +31,11 @@ pub struct ScanPlan {
 }
 
 impl ScanPlan {
+    /// Keys per page: the request's limit or the server default.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Validates `req`.
     ///
     /// # Errors
@@ -67,7 +72,8 @@ impl ScanPlan {
             ));
         }
         if !req.page_token.is_empty() {
-            let last = decode_token(&req.page_token)?;
+            let last = decode_token(&req.page_token)
+                .map_err(|e| KvError::invalid("bad_page_token", e.to_string()))?;
             let mut after = last.to_vec();
             after.push(0);
             if after > start {
@@ -88,26 +94,26 @@ impl ScanPlan {
         })
     }
 
-    /// Runs the scan over `shards` shards, opening each shard's iterator with
+    /// Runs the scan over `shards`, opening each shard's iterator with
     /// `open(lower, upper)`; returns the page and the next page token.
     ///
     /// # Errors
     /// Storage errors or undecodable records.
     pub fn run<'a, F>(
         &self,
-        shards: u32,
+        shards: &[ShardId],
         now_ms: u64,
         mut open: F,
     ) -> Result<(Vec<pb::KeyValue>, Vec<u8>), KvError>
     where
         F: FnMut(Vec<u8>, Option<Vec<u8>>) -> DBRawIteratorWithThreadMode<'a, Db>,
     {
-        let mut iters = Vec::with_capacity(shards as usize);
+        let mut iters = Vec::with_capacity(shards.len());
         let mut heap = BinaryHeap::new();
         if self.end.as_ref().is_some_and(|e| *e <= self.start) {
             return Ok((Vec::new(), Vec::new()));
         }
-        for shard in 0..shards {
+        for (idx, &shard) in shards.iter().enumerate() {
             let lower = data_key(shard, &self.start);
             let upper = match &self.end {
                 Some(e) => Some(data_key(shard, e)),
@@ -115,7 +121,7 @@ impl ScanPlan {
             };
             let mut it = open(lower.clone(), upper);
             it.seek(&lower);
-            push_current(&mut heap, &it, shard as usize)?;
+            push_current(&mut heap, &it, idx)?;
             iters.push(it);
         }
         let mut out = Vec::new();
@@ -161,21 +167,4 @@ fn push_current(
         it.status()?;
     }
     Ok(())
-}
-
-fn encode_token(last_key: &[u8]) -> Vec<u8> {
-    let mut t = Vec::with_capacity(1 + last_key.len());
-    t.push(PAGE_TOKEN_V1);
-    t.extend_from_slice(last_key);
-    t
-}
-
-fn decode_token(token: &[u8]) -> Result<&[u8], KvError> {
-    match token.split_first() {
-        Some((&PAGE_TOKEN_V1, rest)) if !rest.is_empty() => Ok(rest),
-        _ => Err(KvError::invalid(
-            "bad_page_token",
-            "page_token is not one this server issued; pass next_page_token unchanged",
-        )),
-    }
 }
