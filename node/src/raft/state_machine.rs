@@ -5,60 +5,79 @@
 //! `WriteBatch` that also records the last applied log id and membership, so
 //! data and "applied up to" can never disagree after a crash.
 //!
-//! Snapshots hold the shard's `data` and `ttl` ranges and its state, read
-//! from one RocksDB snapshot. They are built in memory for now; the design's
-//! streamed SST snapshot (`SstFileWriter` + ingest) is the next step, needed
-//! before shards grow large.
+//! Snapshots are SST files on disk (see [`super::snapshot`]): built from
+//! one RocksDB snapshot of the shard's `data` and `ttl` ranges and its
+//! exactly-once records, with the shard state and applied log id in their
+//! `meta` file; installed by ingesting them behind a crash-safe marker. The
+//! newest snapshot of the shard is kept (openraft sends it to lagging
+//! replicas) and older ones are removed.
+//!
+//! Before openraft first reads the applied state, the state machine
+//! finishes what a crash interrupted: it redoes a marked install, removes
+//! half-built and half-received snapshots, and takes the newest complete
+//! snapshot as its current one.
 
-use std::io::{self, Cursor};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use futures::TryStreamExt as _;
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{ReadOptions, WriteBatch};
-use serde::{Deserialize, Serialize};
+use rocksdb::WriteBatch;
 
 use super::io_err;
 use super::log_store::{decode, encode, raft_meta_key};
+use super::snapshot::{self, SnapshotDirs, SnapshotFiles};
 use super::types::{EncodedOutput, ShardRaft, ShardResponse};
 use crate::commit::ShardProgress;
 use crate::partition::ShardId;
 use crate::state_machine::{ApplyGroup, ShardState};
-use crate::storage::keys::{shard_end, shard_start, shard_state_key};
-use crate::storage::{CF_DATA, CF_META, CF_TTL, Engine};
+use crate::storage::keys::shard_state_key;
+use crate::storage::{CF_META, Engine};
 
 /// Last applied log id and membership, stored with every applied batch.
 type AppliedState = (Option<LogIdOf<ShardRaft>>, StoredMembershipOf<ShardRaft>);
 
-/// What a snapshot carries (encoded with a format byte, see `log_store`).
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotPayload {
-    data: Vec<(Vec<u8>, Vec<u8>)>,
-    ttl: Vec<Vec<u8>>,
-    shard_state: Option<Vec<u8>>,
-}
+/// A complete snapshot of the shard: its meta and its files.
+type Current = (SnapshotMetaOf<ShardRaft>, SnapshotFiles);
 
-type Current = Arc<Mutex<Option<(SnapshotMetaOf<ShardRaft>, Vec<u8>)>>>;
+/// Snapshot bookkeeping shared by the clones of one state machine.
+#[derive(Debug, Default)]
+struct Snapshots {
+    /// The newest complete snapshot (what openraft sends).
+    current: Mutex<Option<Current>>,
+    /// Held while snapshot directories or the shard's ranges change (an
+    /// install, a built snapshot becoming current, startup recovery); the
+    /// flag says whether startup recovery has run.
+    files: Mutex<bool>,
+    /// Fast path of the flag in `files`.
+    recovered: AtomicBool,
+}
 
 /// The state machine of one shard.
 #[derive(Debug, Clone)]
 pub struct ShardStateMachine {
     engine: Engine,
     shard: ShardId,
-    current: Current,
+    dirs: SnapshotDirs,
+    snapshots: Arc<Snapshots>,
     progress: Option<Arc<ShardProgress>>,
     installs: Option<prometheus::IntCounter>,
 }
 
 impl ShardStateMachine {
-    /// The state machine of `shard` in `engine`.
+    /// The state machine of `shard` in `engine`. Its snapshots live under
+    /// `<data dir>/snapshots/<shard>/`.
     pub fn new(engine: Engine, shard: ShardId) -> Self {
+        let dirs = SnapshotDirs::new(engine.data_dir(), shard);
         Self {
             engine,
             shard,
-            current: Arc::default(),
+            dirs,
+            snapshots: Arc::default(),
             progress: None,
             installs: None,
         }
@@ -77,6 +96,14 @@ impl ShardStateMachine {
         self
     }
 
+    /// A fresh directory to receive a snapshot of this shard into (not yet
+    /// created), on the same file system as the shard's snapshots so an
+    /// install can move it into place. Meant for a state machine in use
+    /// (its startup recovery, which removes partial transfers, has run).
+    pub fn staging_dir(&self) -> std::path::PathBuf {
+        self.dirs.new_staging()
+    }
+
     /// Makes a newly applied shard state visible: the TTL compaction filter's
     /// clock and the published revision.
     fn publish(&self, state: &ShardState) {
@@ -84,6 +111,13 @@ impl ShardStateMachine {
         if let Some(p) = &self.progress {
             p.publish(self.shard, state.revision);
         }
+    }
+
+    fn publish_encoded(&self, state: Option<&Vec<u8>>) -> io::Result<()> {
+        if let Some(s) = state {
+            self.publish(&ShardState::decode(s).map_err(io_err)?);
+        }
+        Ok(())
     }
 
     fn read_applied(&self) -> io::Result<AppliedState> {
@@ -108,10 +142,6 @@ impl ShardStateMachine {
         }
     }
 
-    async fn write(&self, batch: WriteBatch) -> io::Result<()> {
-        super::write_batch(&self.engine, batch).await
-    }
-
     /// Applied entries need no fsync of their own: the log they come from is
     /// durable, and after a crash openraft re-applies it from the last
     /// applied id stored in the same batch (halving fsyncs per write).
@@ -123,77 +153,119 @@ impl ShardStateMachine {
             .map_err(io_err)
     }
 
-    fn remember(&self, meta: SnapshotMetaOf<ShardRaft>, bytes: Vec<u8>) {
-        if let Ok(mut c) = self.current.lock() {
-            *c = Some((meta, bytes));
+    fn current(&self) -> io::Result<Option<Current>> {
+        Ok(self.snapshots.current.lock().map_err(io_err)?.clone())
+    }
+
+    /// Makes `files` the current snapshot and removes every older one.
+    /// Called with the `files` lock held.
+    fn set_current(&self, meta: SnapshotMetaOf<ShardRaft>, files: SnapshotFiles) -> io::Result<()> {
+        snapshot::prune(&self.dirs, files.dir());
+        *self.snapshots.current.lock().map_err(io_err)? = Some((meta, files));
+        Ok(())
+    }
+
+    /// Runs [`Self::recover`] once, before anything else touches snapshots.
+    async fn ensure_recovered(&self) -> io::Result<()> {
+        if self.snapshots.recovered.load(Ordering::Acquire) {
+            return Ok(());
         }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut done = this.snapshots.files.lock().map_err(io_err)?;
+            if !*done {
+                this.recover()?;
+                *done = true;
+                this.snapshots.recovered.store(true, Ordering::Release);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io_err)?
+    }
+
+    /// Startup recovery (blocking, `files` lock held): removes half-built and
+    /// half-received snapshots, redoes an install a crash interrupted, and
+    /// takes the newest complete snapshot not ahead of the applied state as
+    /// the current one (removing the others).
+    fn recover(&self) -> io::Result<()> {
+        snapshot::remove_partial(&self.dirs)?;
+        if let Some(name) = snapshot::marker(&self.engine, self.shard)? {
+            let dir = self.dirs.shard_dir().join(&name);
+            let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "..";
+            let loaded = if plain {
+                SnapshotFiles::load(&dir)
+            } else {
+                Err(io_err(format!(
+                    "marker names {name:?}, not a snapshot directory"
+                )))
+            };
+            let (meta, files) = loaded.map_err(|e| {
+                io_err(format!(
+                    "shard {}: a snapshot install was interrupted and cannot be redone from {}: {e}",
+                    self.shard,
+                    dir.display()
+                ))
+            })?;
+            tracing::warn!(
+                shard = self.shard,
+                dir = %dir.display(),
+                last_log_id = ?meta.last_log_id,
+                "redoing a snapshot install interrupted by a crash"
+            );
+            snapshot::install(&self.engine, self.shard, &meta, &files)?;
+            self.publish_encoded(files.manifest().shard_state.as_ref())?;
+        }
+        let (applied, _) = self.read_applied()?;
+        let newest = snapshot::load_newest(&self.dirs, applied)?;
+        *self.snapshots.current.lock().map_err(io_err)? = newest;
+        Ok(())
     }
 }
 
 impl RaftSnapshotBuilder<ShardRaft> for ShardStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotFiles;
 
-    async fn build_snapshot(
-        &mut self,
-    ) -> Result<SnapshotOf<ShardRaft, Cursor<Vec<u8>>>, io::Error> {
+    async fn build_snapshot(&mut self) -> Result<SnapshotOf<ShardRaft, SnapshotFiles>, io::Error> {
+        self.ensure_recovered().await?;
         let this = self.clone();
-        let (meta, bytes) = tokio::task::spawn_blocking(move || -> io::Result<_> {
-            let db = this.engine.db();
-            let snap = db.snapshot();
-            let meta_cf = this.engine.cf(CF_META).map_err(io_err)?;
-            let (last_log_id, last_membership): AppliedState = match snap
-                .get_cf(meta_cf, raft_meta_key("applied", this.shard))
-                .map_err(io_err)?
+        let (meta, files) = tokio::task::spawn_blocking(move || -> io::Result<Current> {
+            let started = Instant::now();
+            let (meta, built) = snapshot::build(&this.engine, &this.dirs)?;
+            let _files = this.snapshots.files.lock().map_err(io_err)?;
+            // An install may have overtaken this build; keep the newer one.
+            if let Some(current) = this.current()?
+                && current.0.last_log_id > meta.last_log_id
             {
-                Some(b) => decode(&b)?,
-                None => (None, StoredMembershipOf::<ShardRaft>::default()),
-            };
-            let range = |cf: &str| -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
-                let handle = this.engine.cf(cf).map_err(io_err)?;
-                let mut ro = ReadOptions::default();
-                ro.set_snapshot(&snap);
-                ro.set_iterate_lower_bound(shard_start(this.shard));
-                if let Some(end) = shard_end(this.shard) {
-                    ro.set_iterate_upper_bound(end);
-                }
-                let mut it = db.raw_iterator_cf_opt(handle, ro);
-                it.seek_to_first();
-                let mut out = Vec::new();
-                while let (true, Some(k), Some(v)) = (it.valid(), it.key(), it.value()) {
-                    out.push((k.to_vec(), v.to_vec()));
-                    it.next();
-                }
-                it.status().map_err(io_err)?;
-                Ok(out)
-            };
-            let payload = SnapshotPayload {
-                data: range(CF_DATA)?,
-                ttl: range(CF_TTL)?.into_iter().map(|(k, _)| k).collect(),
-                shard_state: snap
-                    .get_cf(meta_cf, shard_state_key(this.shard))
-                    .map_err(io_err)?,
-            };
-            let meta = SnapshotMetaOf::<ShardRaft> {
-                last_log_id,
-                last_membership,
-            };
-            Ok((meta, encode(&payload)?))
+                let _ = std::fs::remove_dir_all(built.dir());
+                return Ok(current);
+            }
+            let files = snapshot::publish_built(&this.dirs, &meta, built)?;
+            this.set_current(meta.clone(), files.clone())?;
+            tracing::info!(
+                shard = this.shard,
+                last_log_id = ?meta.last_log_id,
+                bytes = files.total_bytes(),
+                millis = started.elapsed().as_millis() as u64,
+                "built a snapshot"
+            );
+            Ok((meta, files))
         })
         .await
         .map_err(io_err)??;
-        self.remember(meta.clone(), bytes.clone());
-        Ok(SnapshotOf::<ShardRaft, Cursor<Vec<u8>>> {
+        Ok(SnapshotOf::<ShardRaft, SnapshotFiles> {
             meta,
-            snapshot: Cursor::new(bytes),
+            snapshot: files,
         })
     }
 }
 
 impl RaftStateMachine<ShardRaft> for ShardStateMachine {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotFiles;
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<AppliedState, io::Error> {
+        self.ensure_recovered().await?;
         self.read_applied()
     }
 
@@ -203,6 +275,7 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
             + Unpin
             + OptionalSend,
     {
+        self.ensure_recovered().await?;
         let (mut last_applied, mut membership) = self.read_applied()?;
         let base = self.shard_state()?;
         let mut responses = Vec::new();
@@ -265,52 +338,39 @@ impl RaftStateMachine<ShardRaft> for ShardStateMachine {
         meta: &SnapshotMetaOf<ShardRaft>,
         snapshot: Self::SnapshotData,
     ) -> Result<(), io::Error> {
-        let bytes = snapshot.into_inner();
-        let payload: SnapshotPayload = decode(&bytes)?;
-        let data = self.engine.cf(CF_DATA).map_err(io_err)?;
-        let ttl = self.engine.cf(CF_TTL).map_err(io_err)?;
-        let meta_cf = self.engine.cf(CF_META).map_err(io_err)?;
-        let start = shard_start(self.shard);
-        let end = shard_end(self.shard).unwrap_or_else(|| vec![0xff; 5]);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(data, &start, &end);
-        batch.delete_range_cf(ttl, &start, &end);
-        for (k, v) in &payload.data {
-            batch.put_cf(data, k, v);
-        }
-        for k in &payload.ttl {
-            batch.put_cf(ttl, k, []);
-        }
-        match &payload.shard_state {
-            Some(s) => batch.put_cf(meta_cf, shard_state_key(self.shard), s),
-            None => batch.delete_cf(meta_cf, shard_state_key(self.shard)),
-        }
-        batch.put_cf(
-            meta_cf,
-            raft_meta_key("applied", self.shard),
-            encode(&(meta.last_log_id, meta.last_membership.clone()))?,
-        );
-        self.write(batch).await?;
-        if let Some(s) = &payload.shard_state {
-            self.publish(&ShardState::decode(s).map_err(io_err)?);
-        }
-        self.remember(meta.clone(), bytes);
+        self.ensure_recovered().await?;
+        let this = self.clone();
+        let owned = meta.clone();
+        let (state, bytes, millis) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            let started = Instant::now();
+            let _files = this.snapshots.files.lock().map_err(io_err)?;
+            let files = snapshot::adopt(&this.dirs, &owned, snapshot)?;
+            snapshot::install(&this.engine, this.shard, &owned, &files)?;
+            let state = files.manifest().shard_state.clone();
+            let bytes = files.total_bytes();
+            this.set_current(owned, files)?;
+            Ok((state, bytes, started.elapsed().as_millis() as u64))
+        })
+        .await
+        .map_err(io_err)??;
+        self.publish_encoded(state.as_ref())?;
         if let Some(c) = &self.installs {
             c.inc();
         }
-        tracing::info!(shard = self.shard, last_log_id = ?meta.last_log_id, "installed a snapshot");
+        tracing::info!(shard = self.shard, last_log_id = ?meta.last_log_id, bytes, millis, "installed a snapshot");
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
-    ) -> Result<Option<SnapshotOf<ShardRaft, Cursor<Vec<u8>>>>, io::Error> {
-        let current = self.current.lock().map_err(io_err)?.clone();
-        Ok(
-            current.map(|(meta, bytes)| SnapshotOf::<ShardRaft, Cursor<Vec<u8>>> {
+    ) -> Result<Option<SnapshotOf<ShardRaft, SnapshotFiles>>, io::Error> {
+        self.ensure_recovered().await?;
+        Ok(self
+            .current()?
+            .map(|(meta, files)| SnapshotOf::<ShardRaft, SnapshotFiles> {
                 meta,
-                snapshot: Cursor::new(bytes),
-            }),
-        )
+                snapshot: files,
+            }))
     }
 }
+
