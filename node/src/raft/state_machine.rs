@@ -634,6 +634,37 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingested_records_expire_by_the_installed_clock() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let src = open(a.path());
+        let mut src_sm = ShardStateMachine::new(src.clone(), SHARD);
+        // Every third key lives an hour; then the shard's clock moves two hours on.
+        let mut late = puts(SHARD, "late", 0..1, 10).to_command(SHARD).unwrap();
+        late.now_ms = NOW_MS + 7_200_000;
+        let cmds = vec![
+            puts(SHARD, "src", 0..300, 10),
+            ShardRequest::from_command(&late),
+        ];
+        apply(&mut src_sm, 2, cmds).await;
+        let (dst, mut dst_sm) = target(b.path(), SHARD, OTHER).await;
+        let snap = src_sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        dst_sm
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(dst.clocks().get(SHARD), NOW_MS + 7_200_000);
+        assert_eq!(dump(&dst, SHARD).data.len(), 301);
+        // The compaction filter judges the ingested records by the installed clock.
+        dst.compact_data().unwrap();
+        assert_eq!(dump(&dst, SHARD).data.len(), 201);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_empty_shard_round_trips() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (src, mut src_sm) = source(a.path(), SHARD, 0, 0).await;
