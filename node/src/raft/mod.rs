@@ -2,7 +2,8 @@
 //!
 //! Built so far: each shard's Raft **log storage** ([`log_store`]) and
 //! **state machine** ([`state_machine`]) on the node's one RocksDB, checked by
-//! openraft's own storage conformance suite, and the gRPC **transport**
+//! openraft's own storage conformance suite, its **snapshots** as SST files
+//! streamed between nodes and ingested ([`snapshot`]), and the gRPC **transport**
 //! ([`network`]) that carries every group's messages over one connection per
 //! peer. Running the groups inside `cairn-node` (bootstrap, join, the meta
 //! group, routing requests through Raft) comes next; until then the node
@@ -10,6 +11,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 

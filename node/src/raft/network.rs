@@ -6,8 +6,9 @@
 //! cost one HTTP/2 connection per peer, not one per group.
 
 use std::collections::HashMap;
-use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use cairn_proto::raft::v1 as rpb;
 use openraft::alias::{SnapshotOf, VoteOf};
@@ -23,9 +24,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::log_store::{decode, encode};
+use super::snapshot::{self, SnapshotFiles};
 use super::state_machine::ShardStateMachine;
 use super::types::{ShardRaft, ShardRequest, ShardResponse};
 use crate::partition::ShardId;
@@ -288,8 +290,7 @@ impl ShardNetwork {
         let reply = match kind {
             "append" => client.append_entries(msg).await,
             "vote" => client.vote(msg).await,
-            "transfer" => client.transfer_leader(msg).await,
-            _ => client.install_snapshot(msg).await,
+            _ => client.transfer_leader(msg).await,
         }
         .map_err(unreachable)?;
         let remote: Result<Resp, String> =
@@ -300,7 +301,7 @@ impl ShardNetwork {
 }
 
 impl RaftNetworkV2<ShardRaft> for ShardNetwork {
-    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotData = SnapshotFiles;
 
     async fn append_entries(
         &mut self,
@@ -342,15 +343,79 @@ impl RaftNetworkV2<ShardRaft> for ShardNetwork {
         self.call("transfer", &req, &option).await
     }
 
+    /// Streams the snapshot's files in `InstallSnapshotStream` (a header,
+    /// ~1 MiB pieces, a done chunk). Gives up when `cancel` fires or when no
+    /// chunk could be sent, or no reply came after the last one, for the
+    /// option's hard TTL (a stalled peer), so a large snapshot has no
+    /// deadline of its own.
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<ShardRaft>,
         snapshot: SnapshotOf<ShardRaft, Self::SnapshotData>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<ShardRaft>, StreamingError<ShardRaft>> {
-        let payload = (vote, snapshot.meta, snapshot.snapshot.into_inner());
-        Ok(self.call("snapshot", &payload, &option).await?)
+        let mut client = self.client.clone().map_err(unreachable)?;
+        let shard = self.shard;
+        let files = snapshot.snapshot;
+        let header =
+            snapshot::header_chunk(shard, &vote, &snapshot.meta, &files).map_err(unreachable)?;
+        // Open every file now: a newer snapshot may replace this one meanwhile.
+        let opened = {
+            let files = files.clone();
+            tokio::task::spawn_blocking(move || files.open())
+                .await
+                .map_err(unreachable)?
+                .map_err(|e| unreachable(format!("opening the snapshot files: {e}")))?
+        };
+        let (tx, mut rx) = mpsc::channel(4);
+        tx.try_send(header).map_err(unreachable)?;
+        let start = Instant::now();
+        let progress = Arc::new(AtomicU64::new(0));
+        {
+            let progress = progress.clone();
+            let target = self.target;
+            tokio::task::spawn_blocking(move || {
+                // A read failure ends the stream early; the peer refuses it.
+                if let Err(e) = snapshot::send_pieces(shard, opened, &tx, start, &progress) {
+                    tracing::warn!(shard, target, error = %e, "reading a snapshot to send failed");
+                }
+            });
+        }
+        let chunks = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+        let call = client.install_snapshot_stream(Request::new(chunks));
+        let stall = option.hard_ttl();
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(stall.min(Duration::from_secs(1))).await;
+                let last = Duration::from_millis(progress.load(Ordering::Relaxed));
+                if start.elapsed().saturating_sub(last) > stall {
+                    return;
+                }
+            }
+        };
+        let reply = tokio::select! {
+            r = call => r,
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            () = watchdog => {
+                return Err(unreachable(format!(
+                    "snapshot stream to node {} made no progress for {stall:?}",
+                    self.target
+                ))
+                .into())
+            }
+        };
+        let reply = reply.map_err(unreachable)?;
+        tracing::info!(
+            shard,
+            target = self.target,
+            bytes = files.total_bytes(),
+            millis = start.elapsed().as_millis() as u64,
+            "sent a snapshot"
+        );
+        let remote: Result<SnapshotResponse<ShardRaft>, String> =
+            decode(&reply.into_inner().payload).map_err(unreachable)?;
+        Ok(remote.map_err(unreachable)?)
     }
 }
 
@@ -497,26 +562,34 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         reply(m.shard, &r)
     }
 
-    async fn install_snapshot(
+    async fn install_snapshot_stream(
         &self,
-        req: Request<rpb::RaftMessage>,
+        req: Request<Streaming<rpb::SnapshotChunk>>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
-        let m = req.into_inner();
-        let raft = self.group(m.shard).await?;
-        let (vote, meta, bytes): (
-            VoteOf<ShardRaft>,
-            openraft::alias::SnapshotMetaOf<ShardRaft>,
-            Vec<u8>,
-        ) = request(&m)?;
-        let snapshot = SnapshotOf::<ShardRaft, Cursor<Vec<u8>>> {
-            meta,
-            snapshot: Cursor::new(bytes),
-        };
+        let mut chunks = req.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("bad snapshot stream: no chunk"))?;
+        let shard = first.shard;
+        let raft = self.group(shard).await?;
+        let staging = raft
+            .with_state_machine(|sm: &mut ShardStateMachine| {
+                let dir = sm.staging_dir();
+                Box::pin(async move { dir })
+            })
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let (vote, snapshot) = snapshot::receive(staging.clone(), first, chunks)
+            .await
+            .inspect_err(|e| tracing::warn!(shard, error = %e, "refused a snapshot"))?;
         let r = raft
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(|e| e.to_string());
-        reply(m.shard, &r)
+        // An installed snapshot was moved away; one Raft did not need stays.
+        snapshot::discard(staging).await;
+        reply(shard, &r)
     }
 
     async fn append_batch(

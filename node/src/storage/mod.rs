@@ -116,6 +116,7 @@ pub struct Engine {
     clocks: Arc<ShardClocks>,
     sync: SyncMode,
     block_cache: Cache,
+    data_dir: Arc<PathBuf>,
     _lock: Arc<DirLock>,
 }
 
@@ -182,6 +183,7 @@ impl Engine {
             clocks,
             sync: opts.sync,
             block_cache,
+            data_dir: Arc::new(opts.data_dir.clone()),
             _lock: Arc::new(lock),
         })
     }
@@ -189,6 +191,12 @@ impl Engine {
     /// The raw database, for the layers above that iterate and snapshot.
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The node's data directory (RocksDB lives in its `db/` subdirectory):
+    /// the place for other durable files of the node, such as Raft snapshots.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     /// Per-shard applied clocks shared with the TTL compaction filter.
@@ -221,6 +229,19 @@ impl Engine {
     pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync == SyncMode::Fsync);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Writes `batch` atomically and waits for its WAL fsync whatever the
+    /// node's sync mode: for records a crash-recovery step relies on (a
+    /// snapshot install marker must be on disk before data is deleted).
+    ///
+    /// # Errors
+    /// RocksDB errors; on error nothing of the batch is visible.
+    pub fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
         self.db.write_opt(batch, &wo)?;
         Ok(())
     }
