@@ -276,3 +276,76 @@ async fn usage_errors_exit_2_without_contacting_a_server() {
         );
     }
 }
+
+/// `cairnctl --json shards` prints the shape scripts rely on, and a node
+/// can be drained (following it to the end), removed, and seen as removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_lifecycle_and_shard_map_through_cairnctl() {
+    use cairn_testkit::cluster::{ClusterSpec, LocalCluster};
+    let cluster = LocalCluster::start(ClusterSpec::new(4, 8))
+        .await
+        .expect("cluster");
+    let endpoints = cluster.endpoints().join(",");
+    let shard_map = |out: &Output| -> Vec<(u64, u64, Vec<u64>)> {
+        let v = json(out);
+        let shards = v.as_array().expect("a JSON array of shards");
+        shards
+            .iter()
+            .map(|s| {
+                let replicas = s["replicas"]
+                    .as_array()
+                    .expect("replicas is a list")
+                    .iter()
+                    .map(|r| r.as_u64().expect("replica is a node id"))
+                    .collect();
+                (
+                    s["shard"].as_u64().expect("shard"),
+                    s["leader"].as_u64().expect("leader"),
+                    replicas,
+                )
+            })
+            .collect()
+    };
+    let out = cairnctl_with(&endpoints, &["--json", "shards"], b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let map = shard_map(&out);
+    assert_eq!(map.len(), 8);
+    assert!(
+        map.iter()
+            .all(|(_, leader, r)| r.len() == 3 && r.contains(leader))
+    );
+    assert!(map.iter().any(|(_, _, r)| r.contains(&4)));
+
+    let out = cairnctl_with(&endpoints, &["node", "drain", "4", "--wait"], b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).ends_with("drain: node 4 is draining\n"),
+        "{}",
+        stdout(&out)
+    );
+    let map = shard_map(&cairnctl_with(&endpoints, &["--json", "shards"], b"").await);
+    assert!(
+        map.iter()
+            .all(|(_, leader, r)| *leader != 4 && !r.contains(&4)),
+        "after the drain node 4 still appears: {map:?}"
+    );
+
+    let out = cairnctl_with(&endpoints, &["node", "remove", "4"], b"").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "remove: node 4 is removed\n");
+    let out = cairnctl_with(&endpoints, &["node", "cancel-drain", "4"], b"").await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a removed node cannot come back"
+    );
+    assert!(stderr(&out).contains("fenced"), "{}", stderr(&out));
+    let out = cairnctl_with(&endpoints, &["--json", "cluster", "status"], b"").await;
+    let v = json(&out);
+    let node4 = v["nodes"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["id"] == 4))
+        .cloned()
+        .expect("node 4 listed");
+    assert_eq!(node4["state"], "removed");
+}

@@ -47,12 +47,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "cairn-node ready grpc={} http={} metrics={}",
         node.grpc_addr, node.http_addr, node.metrics_addr
     );
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-    }
+    let fenced = tokio::select! {
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
+        _ = int.recv() => { tracing::info!("SIGINT: shutting down"); None }
+        reason = node.fatal() => Some(reason),
+    };
     node.shutdown().await?;
-    Ok(())
+    match fenced {
+        Some(reason) => anyhow::bail!("{reason}"),
+        None => Ok(()),
+    }
 }
 
 fn init_logging(format: &str) {

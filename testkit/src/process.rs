@@ -207,6 +207,12 @@ impl NodeProcess {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The exit status, once the process has ended by itself (`None` while
+    /// it runs or after it was killed through this handle).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
 }
 
 impl Drop for NodeProcess {

@@ -11,13 +11,23 @@ use serde_json::json;
 use super::args::ClusterCommand;
 use super::execute::Format;
 
-fn status_error(e: tonic::Status) -> anyhow::Error {
+pub fn status_error(e: tonic::Status) -> anyhow::Error {
     if e.code() == tonic::Code::Unimplemented {
         anyhow::anyhow!(
             "this node is standalone (started without --bootstrap or --join); it has no cluster to show"
         )
     } else {
         anyhow::anyhow!("{}: {}", e.code(), e.message())
+    }
+}
+
+/// A node state as shown to users.
+pub fn state_name(state: i32) -> &'static str {
+    match apb::NodeState::try_from(state) {
+        Ok(apb::NodeState::Active) => "active",
+        Ok(apb::NodeState::Draining) => "draining",
+        Ok(apb::NodeState::Removed) => "removed",
+        _ => "unknown",
     }
 }
 
@@ -105,7 +115,7 @@ async fn status(client: &Client, format: Format, out: &mut impl Write) -> anyhow
             "placement_epoch": info.placement_epoch,
             "nodes": s.nodes.iter().map(|n| json!({
                 "id": n.id, "addr": n.addr, "http_addr": n.http_addr, "rack": n.rack,
-                "state": if n.state == apb::NodeState::Active as i32 { "active" } else { "unknown" },
+                "state": state_name(n.state),
                 "reachable": n.reachable, "leaders": n.leaders, "replicas": n.replicas,
             })).collect::<Vec<_>>(),
             "shards_without_leader": leaderless,
@@ -134,11 +144,7 @@ async fn status(client: &Client, format: Format, out: &mut impl Write) -> anyhow
             n.id,
             n.addr,
             n.http_addr,
-            if n.state == apb::NodeState::Active as i32 {
-                "active"
-            } else {
-                "unknown"
-            },
+            state_name(n.state),
             if n.reachable { "yes" } else { "NO" },
             if n.reachable {
                 n.leaders.to_string()
@@ -181,8 +187,23 @@ pub async fn shards(client: &Client, format: Format, out: &mut impl Write) -> an
         .map_err(status_error)?
         .into_inner();
     if format.json {
-        let v = json!({"shards": m.shards.iter().map(shard_json).collect::<Vec<_>>()});
-        writeln!(out, "{v}")?;
+        // One object per shard; `replicas` lists node ids (voters, then
+        // learners) so scripts can use it directly.
+        let v: Vec<serde_json::Value> = m
+            .shards
+            .iter()
+            .map(|s| {
+                json!({
+                    "shard": s.shard,
+                    "leader": s.leader_id,
+                    "replicas": s.replicas.iter().map(|r| r.node_id).collect::<Vec<_>>(),
+                    "learners": s.replicas.iter().filter(|r| !r.voter).map(|r| r.node_id).collect::<Vec<_>>(),
+                    "term": s.term,
+                    "revision": s.revision,
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(v))?;
         return Ok(());
     }
     writeln!(

@@ -136,6 +136,12 @@ pub enum Command {
     },
     /// Show every shard: leader, term, replicas and how far each lags.
     Shards,
+    /// Node lifecycle: drain, cancel a drain, remove.
+    Node {
+        /// What to do.
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
     /// Run a local cluster of cairn-node processes until Ctrl-C.
     Playground(PlaygroundArgs),
 }
@@ -151,6 +157,29 @@ pub enum ClusterCommand {
         shard: u32,
         /// The node to lead it.
         to: u64,
+    },
+}
+
+/// `cairnctl node ...`
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Move every replica and leadership off a node (it takes no new ones).
+    Drain {
+        /// The node.
+        id: u64,
+        /// Follow the drain until the node holds nothing, printing progress.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Make a draining node active again.
+    CancelDrain {
+        /// The node.
+        id: u64,
+    },
+    /// Remove a drained node for good; its id can never join again.
+    Remove {
+        /// The node.
+        id: u64,
     },
 }
 

@@ -7,6 +7,7 @@ mod args;
 mod execute;
 mod failure;
 mod input;
+mod node;
 mod output;
 mod playground;
 mod request;
@@ -39,6 +40,7 @@ enum Plan {
     Kv(request::Operation),
     Cluster(args::ClusterCommand),
     Shards,
+    Node(args::NodeCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         args::Command::Playground(p) => return playground::run(p).await,
         args::Command::Cluster { command } => Plan::Cluster(command),
         args::Command::Shards => Plan::Shards,
+        args::Command::Node { command } => Plan::Node(command),
         command => Plan::Kv(request::prepare(command)?),
     };
     let endpoints: Vec<String> = cli
@@ -80,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match plan {
         Plan::Cluster(command) => admin::cluster(&client, command, format, &mut out).await?,
         Plan::Shards => admin::shards(&client, format, &mut out).await?,
+        Plan::Node(command) => node::run(&client, command, format, &mut out).await?,
         Plan::Kv(operation) => execute::execute(&client, operation, format, &mut out).await?,
     }
     out.flush().context("writing output")

@@ -118,7 +118,10 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
             let json = read_file(&file)?;
             Operation::Txn(parse_txn(&json).map_err(|e| file_error(&file, &e))?)
         }
-        Command::Cluster { .. } | Command::Shards | Command::Playground(_) => {
+        Command::Cluster { .. }
+        | Command::Shards
+        | Command::Node { .. }
+        | Command::Playground(_) => {
             return Err(UsageError::new(
                 "cluster commands are not key-value operations".into(),
             ));

@@ -15,6 +15,7 @@ use cairn_proto::admin::v1 as apb;
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
+use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
 use crate::cluster::{Cluster, ClusterError};
@@ -37,6 +38,23 @@ fn status(e: ClusterError) -> Status {
         | ClusterError::NotJoined => Status::unavailable(e.to_string()),
         ClusterError::Config(m) => Status::invalid_argument(m),
         ClusterError::Storage(_) | ClusterError::Raft(_) => Status::internal(e.to_string()),
+        ClusterError::UnknownNode(_) => Status::not_found(e.to_string()),
+        ClusterError::Refused { code, message } => {
+            let mut s = Status::failed_precondition(message);
+            if let Ok(v) = code.parse() {
+                s.metadata_mut().insert(ERROR_CODE_METADATA, v);
+            }
+            s
+        }
+    }
+}
+
+/// The API's view of a node state.
+fn state_of(state: NodeState) -> apb::NodeState {
+    match state {
+        NodeState::Active => apb::NodeState::Active,
+        NodeState::Draining => apb::NodeState::Draining,
+        NodeState::Removed => apb::NodeState::Removed,
     }
 }
 
@@ -62,6 +80,31 @@ impl AdminGrpc {
             .channel(id, addr)
             .map_err(Status::unavailable)?;
         Ok(apb::admin_client::AdminClient::new(ch))
+    }
+
+    /// Whether this node leads the meta group (where membership changes run).
+    fn meta_leader_here(&self) -> Result<bool, Status> {
+        if self.cluster.is_leader(META_SHARD) {
+            return Ok(true);
+        }
+        match self.cluster.leader(META_SHARD) {
+            Some(l) if l.id != self.cluster.node_id() => Ok(false),
+            Some(_) => Err(Status::unavailable("meta leadership is changing; retry")),
+            None => Err(Status::unavailable(
+                "the meta group has no leader right now; retry",
+            )),
+        }
+    }
+
+    /// An admin client to the meta group's leader.
+    fn meta_leader_client(
+        &self,
+    ) -> Result<apb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
+        let leader = self
+            .cluster
+            .leader(META_SHARD)
+            .ok_or_else(|| Status::unavailable("the meta group has no leader right now; retry"))?;
+        self.client(leader.id, &leader.addr)
     }
 
     fn info(&self) -> Result<apb::ClusterInfo, Status> {
@@ -164,9 +207,7 @@ impl AdminGrpc {
                 addr: n.addr.clone(),
                 http_addr: n.http_addr.clone(),
                 rack: n.rack.clone(),
-                state: match n.state {
-                    NodeState::Active => apb::NodeState::Active as i32,
-                },
+                state: state_of(n.state) as i32,
                 reachable: r.is_some(),
                 leaders,
                 replicas,
@@ -235,6 +276,13 @@ fn merge(
     ((0..shards).map(info).collect(), info(META_SHARD))
 }
 
+fn node_state(node_id: u64, state: NodeState) -> apb::NodeStateResponse {
+    apb::NodeStateResponse {
+        node_id,
+        state: state_of(state) as i32,
+    }
+}
+
 fn node_from(req: &apb::JoinRequest) -> Result<NodeRecord, Status> {
     if req.node_id == 0 {
         return Err(Status::invalid_argument("node_id must be at least 1"));
@@ -268,25 +316,16 @@ impl apb::admin_server::Admin for AdminGrpc {
     ) -> Result<Response<apb::JoinResponse>, Status> {
         let req = req.into_inner();
         let node = node_from(&req)?;
-        if self.cluster.is_leader(META_SHARD) {
-            self.cluster
-                .admit(&node, self.clock.now_ms())
-                .await
-                .map_err(status)?;
-            return Ok(Response::new(apb::JoinResponse {
-                cluster: Some(self.info()?),
-            }));
+        if !self.meta_leader_here()? {
+            return self.meta_leader_client()?.join(req).await;
         }
-        let Some(leader) = self.cluster.leader(META_SHARD) else {
-            return Err(Status::unavailable(
-                "the meta group has no leader right now; retry",
-            ));
-        };
-        if leader.id == self.cluster.node_id() {
-            return Err(Status::unavailable("meta leadership is changing; retry"));
-        }
-        let mut c = self.client(leader.id, &leader.addr)?;
-        c.join(req).await
+        self.cluster
+            .admit(&node, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(apb::JoinResponse {
+            cluster: Some(self.info()?),
+        }))
     }
 
     async fn node_report(
@@ -378,5 +417,76 @@ impl apb::admin_server::Admin for AdminGrpc {
         Ok(Response::new(apb::TransferLeaderResponse {
             leader_id: m.current_leader.unwrap_or(0),
         }))
+    }
+
+    async fn drain_node(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .drain_node(req.into_inner())
+                .await;
+        }
+        let state = self
+            .cluster
+            .drain(id, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn cancel_drain(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .cancel_drain(req.into_inner())
+                .await;
+        }
+        let state = self
+            .cluster
+            .cancel_drain(id, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn remove_node(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .remove_node(req.into_inner())
+                .await;
+        }
+        // Count what the node still holds from every node's report; a node
+        // that cannot be asked may still hold replicas, so its report being
+        // missing does not count as "holds none" for itself.
+        let (_, _, shards, _) = self.gather().await?;
+        let held = shards
+            .iter()
+            .filter(|s| s.replicas.iter().any(|r| r.node_id == id))
+            .count();
+        let unsettled = shards.iter().filter(|s| s.leader_id == 0).count();
+        if held == 0 && unsettled > 0 {
+            return Err(Status::unavailable(format!(
+                "{unsettled} shards have no leader right now, so what node {id} holds is unknown; retry"
+            )));
+        }
+        let state = self
+            .cluster
+            .remove(id, held, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
     }
 }

@@ -43,6 +43,10 @@ pub struct ClusterRecord {
 pub enum NodeState {
     /// Takes replicas.
     Active,
+    /// Replicas and leaderships move off it; it takes no new ones.
+    Draining,
+    /// Removed for good: its id is fenced.
+    Removed,
 }
 
 /// A member node.

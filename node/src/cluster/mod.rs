@@ -17,6 +17,7 @@
 //!   just given (up-replication needs nothing else on the receiving side).
 
 pub mod heartbeat;
+pub mod lifecycle;
 pub mod meta;
 pub mod placement;
 pub mod reconciler;
@@ -138,6 +139,18 @@ pub enum ClusterError {
     /// A Raft group stopped or refused in a way that retrying will not fix.
     #[error("raft: {0}")]
     Raft(String),
+    /// No node has this id.
+    #[error("node {0} is not a member of this cluster")]
+    UnknownNode(u64),
+    /// A lifecycle request that would be unsafe or makes no sense in the
+    /// node's state; nothing was changed.
+    #[error("{message}")]
+    Refused {
+        /// Stable code, e.g. `node_removed`.
+        code: &'static str,
+        /// Why, naming the rule.
+        message: String,
+    },
 }
 
 impl ClusterError {
@@ -382,6 +395,15 @@ impl Cluster {
             });
         }
         let known = meta::read_nodes(&self.engine)?;
+        let mut node = node.clone();
+        if let Some(existing) = known.iter().find(|n| n.id == node.id) {
+            if existing.state == NodeState::Removed {
+                return Err(lifecycle::removed(node.id));
+            }
+            // A restarting member re-joins; its lifecycle state stays.
+            node.state = existing.state;
+        }
+        let node = &node;
         if known.iter().find(|n| n.id == node.id) != Some(node) {
             if let Some(other) = known
                 .iter()

@@ -109,6 +109,21 @@ async fn converge(
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let learners: BTreeSet<u64> = membership.learner_ids().collect();
     let wanted: BTreeSet<u64> = target.iter().copied().collect();
+    // Leaving the shard (say, draining): hand the leadership to a voter
+    // that stays, which then finishes the move; a leader never has to
+    // remove itself while another replica can lead.
+    if !wanted.contains(&cluster.node_id())
+        && let Some(&to) = wanted
+            .iter()
+            .find(|&&n| voters.contains(&n) && caught_up(&m, n))
+    {
+        tracing::info!(shard, to, "leaving the shard: handing over leadership");
+        raft.trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     if voters != wanted {
         let mut ready = true;
         for &n in wanted.difference(&voters) {

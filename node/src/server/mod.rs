@@ -74,6 +74,7 @@ pub struct RunningNode {
     metrics: Metrics,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
+    fatal: watch::Receiver<Option<String>>,
     grace: Duration,
     servers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
     background: Vec<JoinHandle<()>>,
@@ -184,6 +185,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     };
 
     let (stop, stop_rx) = watch::channel(false);
+    let (fatal_tx, fatal) = watch::channel(None);
     let ready = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
 
@@ -276,6 +278,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 c.clone(),
                 config.join.clone(),
                 stop_rx.clone(),
+                fatal_tx.clone(),
             )));
         }
         background.push(tokio::spawn(crate::cluster::heartbeat::run(
@@ -299,6 +302,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         metrics,
         ready,
         stop,
+        fatal,
         grace: Duration::from_millis(config.shutdown_grace_ms),
         servers,
         background,
@@ -362,11 +366,14 @@ async fn discover(seeds: &[String]) -> Result<cairn_proto::admin::v1::ClusterInf
     }
 }
 
-/// Asks the members in `seeds` to admit this node until one does.
+/// Asks the members in `seeds` to admit this node until one does. A
+/// refusal because this node's id was removed is final: it is reported on
+/// `fatal` and the node must stop (its data is stale by definition).
 async fn join_until_admitted(
     cluster: Arc<Cluster>,
     seeds: Vec<String>,
     mut stop: watch::Receiver<bool>,
+    fatal: watch::Sender<Option<String>>,
 ) {
     let me = cluster.self_record();
     let req = cairn_proto::admin::v1::JoinRequest {
@@ -379,10 +386,15 @@ async fn join_until_admitted(
     loop {
         for seed in &seeds {
             let result = match admin_client(seed).await {
-                Ok(mut c) => c
-                    .join(req.clone())
-                    .await
-                    .map_err(|e| e.message().to_string()),
+                Ok(mut c) => match c.join(req.clone()).await {
+                    Ok(r) => Ok(r),
+                    Err(status) if is_removed(&status) => {
+                        tracing::error!(error = %status.message(), "this node was removed from the cluster; stopping");
+                        let _ = fatal.send(Some(status.message().to_string()));
+                        return;
+                    }
+                    Err(status) => Err(status.message().to_string()),
+                },
                 Err(e) => Err(e),
             };
             match result {
@@ -401,6 +413,15 @@ async fn join_until_admitted(
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Whether `status` is the cluster refusing this node's id as removed.
+fn is_removed(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::FailedPrecondition
+        && status
+            .metadata()
+            .get(crate::api::status::ERROR_CODE_METADATA)
+            .is_some_and(|v| v.as_bytes() == b"node_removed")
 }
 
 /// Serves `router` on `listener` until `stop` fires, then drains.
@@ -460,6 +481,16 @@ impl RunningNode {
     /// The node's metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Resolves with a reason when the node must stop on its own (the
+    /// cluster removed it); never resolves otherwise.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.clone();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or_default(),
+            Err(_) => std::future::pending().await,
+        }
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to the

@@ -1,6 +1,8 @@
 //! Shared set-up for the node's integration tests.
 #![allow(dead_code)]
 
+pub mod history;
+
 use cairn_testkit::process::{NodeProcess, NodeSpec};
 
 /// A node process on a fresh temporary data directory (removed on drop).

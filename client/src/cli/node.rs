@@ -1,0 +1,121 @@
+//! `cairnctl node drain|cancel-drain|remove`: a node's lifecycle through the
+//! admin API, and `--wait` to follow a drain to its end.
+
+use std::io::Write;
+use std::time::Duration;
+
+use cairn_client::Client;
+use cairn_proto::admin::v1 as apb;
+use serde_json::json;
+
+use super::admin::{state_name, status_error};
+use super::args::NodeCommand;
+use super::execute::Format;
+
+/// How often `--wait` looks at the cluster.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Runs a `cairnctl node` subcommand.
+pub async fn run(
+    client: &Client,
+    command: NodeCommand,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut admin = client.admin();
+    let (id, verb, reply) = match command {
+        NodeCommand::Drain { id, wait } => {
+            let r = admin.drain_node(apb::NodeRequest { node_id: id }).await;
+            let r = r.map_err(status_error)?.into_inner();
+            if wait {
+                follow_drain(client, id, format, out).await?;
+            }
+            (id, "drain", r)
+        }
+        NodeCommand::CancelDrain { id } => {
+            let r = admin.cancel_drain(apb::NodeRequest { node_id: id }).await;
+            (id, "cancel-drain", r.map_err(status_error)?.into_inner())
+        }
+        NodeCommand::Remove { id } => (id, "remove", remove(client, id).await?),
+    };
+    if format.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"node": id, "state": state_name(reply.state)})
+        )?;
+    } else {
+        writeln!(out, "{verb}: node {id} is {}", state_name(reply.state))?;
+    }
+    Ok(())
+}
+
+/// `RemoveNode`, retried while the meta leadership moves (a node leading
+/// the meta group hands it over before it can be removed).
+async fn remove(client: &Client, id: u64) -> anyhow::Result<apb::NodeStateResponse> {
+    let mut tries = 0;
+    loop {
+        match client
+            .admin()
+            .remove_node(apb::NodeRequest { node_id: id })
+            .await
+        {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(e) if e.code() == tonic::Code::Unavailable && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(status_error(e)),
+        }
+    }
+}
+
+/// Polls the cluster until node `id` holds no replica and leads nothing,
+/// printing progress; fails if the drain is cancelled or the node removed.
+async fn follow_drain(
+    client: &Client,
+    id: u64,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut last = None;
+    loop {
+        let status = match client
+            .admin()
+            .cluster_status(apb::ClusterStatusRequest {})
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(e) if e.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Err(e) => return Err(status_error(e)),
+        };
+        let Some(node) = status.nodes.iter().find(|n| n.id == id) else {
+            anyhow::bail!("node {id} is not a member of this cluster");
+        };
+        if node.state != apb::NodeState::Draining as i32 {
+            anyhow::bail!(
+                "node {id} is {} now; the drain was cancelled or superseded",
+                state_name(node.state)
+            );
+        }
+        let held = status
+            .shards
+            .iter()
+            .filter(|s| s.replicas.iter().any(|r| r.node_id == id))
+            .count();
+        let led = status.shards.iter().filter(|s| s.leader_id == id).count();
+        let leaderless = status.shards.iter().filter(|s| s.leader_id == 0).count();
+        if held == 0 && led == 0 && leaderless == 0 {
+            return Ok(());
+        }
+        if last != Some((held, led)) && !format.json {
+            writeln!(out, "node {id}: {held} replicas and {led} leaderships left")?;
+            out.flush()?;
+        }
+        last = Some((held, led));
+        tokio::time::sleep(POLL).await;
+    }
+}

@@ -1,0 +1,215 @@
+//! A node's lifecycle in the cluster: active → draining → removed (or back
+//! to active). The state lives in the node's meta record; placement gives
+//! replicas only to active nodes, so draining is simply "stop being a
+//! target" and the shard leaders' reconcilers move replicas and leaderships
+//! away. Removal fences the id for good.
+//!
+//! Every change runs on the meta group's leader, checks that it is safe
+//! first and changes nothing when it is not.
+
+use std::collections::BTreeSet;
+
+use openraft::ChangeMembers;
+use openraft::async_runtime::watch::WatchReceiver as _;
+
+use super::meta::{self, META_SHARD, NodeRecord, NodeState};
+use super::{Cluster, ClusterError, raft_err};
+use crate::raft::network::ShardRaftHandle;
+
+/// The refusal a removed node gets when it asks to join again.
+pub fn removed(id: u64) -> ClusterError {
+    ClusterError::Refused {
+        code: "node_removed",
+        message: format!(
+            "node {id} was removed from the cluster and its id is fenced; start a new node with a new --node-id and an empty --data-dir"
+        ),
+    }
+}
+
+impl Cluster {
+    /// The meta group, if this node leads it.
+    fn meta_leader(&self) -> Result<ShardRaftHandle, ClusterError> {
+        let raft = self.group(META_SHARD).ok_or(ClusterError::NotJoined)?;
+        if !raft.is_leader() {
+            return Err(ClusterError::NoLeader {
+                shard: META_SHARD,
+                detail: "this node does not lead the meta group".into(),
+            });
+        }
+        Ok(raft)
+    }
+
+    fn node_record(&self, id: u64) -> Result<(NodeRecord, Vec<NodeRecord>), ClusterError> {
+        let nodes = meta::read_nodes(&self.engine)?;
+        let node = nodes
+            .iter()
+            .find(|n| n.id == id)
+            .cloned()
+            .ok_or(ClusterError::UnknownNode(id))?;
+        Ok((node, nodes))
+    }
+
+    async fn set_state(
+        &self,
+        mut node: NodeRecord,
+        state: NodeState,
+        now_ms: u64,
+    ) -> Result<NodeState, ClusterError> {
+        if node.state != state {
+            node.state = state;
+            self.propose(META_SHARD, meta::put_node(&node, now_ms)?, 0)
+                .await?;
+        }
+        Ok(state)
+    }
+
+    /// Starts draining node `id`: it stops being a placement target, so its
+    /// replicas and leaderships move to the other active nodes. Idempotent.
+    /// Must run on the meta leader.
+    ///
+    /// # Errors
+    /// Unknown or removed node; fewer active nodes than the replication
+    /// factor would remain.
+    pub async fn drain(&self, id: u64, now_ms: u64) -> Result<NodeState, ClusterError> {
+        self.meta_leader()?;
+        let (node, nodes) = self.node_record(id)?;
+        match node.state {
+            NodeState::Removed => return Err(removed(id)),
+            NodeState::Draining => return Ok(NodeState::Draining),
+            NodeState::Active => {}
+        }
+        let rf = meta::read_cluster(&self.engine)?
+            .ok_or(ClusterError::NotJoined)?
+            .replication_factor;
+        let left = nodes
+            .iter()
+            .filter(|n| n.id != id && n.state == NodeState::Active)
+            .count();
+        if left < rf as usize {
+            return Err(ClusterError::Refused {
+                code: "too_few_nodes",
+                message: format!(
+                    "draining node {id} would leave {left} active nodes, fewer than the replication factor {rf}; add a node first"
+                ),
+            });
+        }
+        tracing::info!(node = id, "draining node");
+        self.set_state(node, NodeState::Draining, now_ms).await
+    }
+
+    /// Makes draining node `id` active again. Idempotent. Must run on the
+    /// meta leader.
+    ///
+    /// # Errors
+    /// Unknown or removed node.
+    pub async fn cancel_drain(&self, id: u64, now_ms: u64) -> Result<NodeState, ClusterError> {
+        self.meta_leader()?;
+        let (node, _) = self.node_record(id)?;
+        match node.state {
+            NodeState::Removed => Err(removed(id)),
+            NodeState::Active => Ok(NodeState::Active),
+            NodeState::Draining => {
+                tracing::info!(node = id, "drain cancelled");
+                self.set_state(node, NodeState::Active, now_ms).await
+            }
+        }
+    }
+
+    /// Removes drained node `id` for good: records it as removed (which
+    /// fences its id) and takes it out of the meta group, promoting a meta
+    /// learner if voters fall short. `held` is how many shard replicas the
+    /// node still has, from the cluster's reports. Idempotent. Must run on
+    /// the meta leader, and that leader must not be the node itself.
+    ///
+    /// # Errors
+    /// Unknown node, node not draining, node still holding replicas.
+    pub async fn remove(
+        &self,
+        id: u64,
+        held: usize,
+        now_ms: u64,
+    ) -> Result<NodeState, ClusterError> {
+        let raft = self.meta_leader()?;
+        let (node, nodes) = self.node_record(id)?;
+        match node.state {
+            NodeState::Removed => return Ok(NodeState::Removed),
+            NodeState::Active => {
+                return Err(ClusterError::Refused {
+                    code: "not_drained",
+                    message: format!(
+                        "node {id} is active; drain it first (cairnctl node drain {id} --wait), then remove it"
+                    ),
+                });
+            }
+            NodeState::Draining => {}
+        }
+        if held > 0 {
+            return Err(ClusterError::Refused {
+                code: "not_drained",
+                message: format!(
+                    "node {id} still holds {held} shard replicas; wait until the drain has moved them all"
+                ),
+            });
+        }
+        if id == self.opts.node_id {
+            // A node cannot take itself out of the group it leads: hand the
+            // meta leadership to another voter, and let the caller retry
+            // there.
+            let other = raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .find(|v| *v != id);
+            if let Some(to) = other {
+                raft.trigger().transfer_leader(to).await.map_err(raft_err)?;
+            }
+            return Err(ClusterError::NoLeader {
+                shard: META_SHARD,
+                detail: format!(
+                    "node {id} is handing over the meta leadership before its removal; retry"
+                ),
+            });
+        }
+        tracing::info!(node = id, "removing node");
+        self.set_state(node, NodeState::Removed, now_ms).await?;
+
+        let membership = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .clone();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        if voters.contains(&id) {
+            let mut next = voters.clone();
+            next.remove(&id);
+            // Keep as many meta voters as before when a learner can step in.
+            let promote = membership.learner_ids().filter(|l| *l != id).find(|l| {
+                nodes
+                    .iter()
+                    .any(|n| n.id == *l && n.state != NodeState::Removed)
+            });
+            if let Some(l) = promote {
+                next.insert(l);
+            }
+            raft.change_membership(ChangeMembers::ReplaceAllVoters(next), false)
+                .await
+                .map_err(raft_err)?;
+        }
+        let still_there = raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .is_some();
+        if still_there {
+            raft.change_membership(ChangeMembers::RemoveNodes([id].into()), false)
+                .await
+                .map_err(raft_err)?;
+        }
+        Ok(NodeState::Removed)
+    }
+}

@@ -1,0 +1,194 @@
+//! A node's lifecycle in a cluster of real processes: drained under load
+//! (every replica and leadership moves off, no acknowledged write is lost),
+//! removed, and fenced when it comes back; unsafe requests are refused and
+//! change nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cairn_client::Client;
+use cairn_proto::admin::v1 as apb;
+use cairn_testkit::cluster::{ClusterSpec, LocalCluster, admin};
+use common::history::{History, check_history, spawn_writers};
+
+/// Replicas and leaderships node `id` holds, from the cluster status.
+fn held_by(status: &apb::ClusterStatusResponse, id: u64) -> (usize, usize) {
+    let replicas = status
+        .shards
+        .iter()
+        .filter(|s| s.replicas.iter().any(|r| r.node_id == id))
+        .count();
+    let leads = status.shards.iter().filter(|s| s.leader_id == id).count();
+    (replicas, leads)
+}
+
+fn state_of(status: &apb::ClusterStatusResponse, id: u64) -> i32 {
+    status
+        .nodes
+        .iter()
+        .find(|n| n.id == id)
+        .map_or(-1, |n| n.state)
+}
+
+fn error_code(status: &tonic::Status) -> String {
+    status
+        .metadata()
+        .get("cairn-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_under_load_is_removed_and_fenced() {
+    let mut cluster = LocalCluster::start(ClusterSpec::new(4, 16)).await.unwrap();
+    let before = cluster.status().await.unwrap();
+    assert!(
+        held_by(&before, 4).0 > 0,
+        "node 4 should start with replicas"
+    );
+
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    let acked: History = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(client.clone(), "drain", 6, stop.clone(), acked.clone());
+
+    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let r = a
+        .drain_node(apb::NodeRequest { node_id: 4 })
+        .await
+        .expect("drain accepted")
+        .into_inner();
+    assert_eq!(r.state, apb::NodeState::Draining as i32);
+
+    // Every replica and leadership leaves node 4 while writes go on.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = cluster.status().await.unwrap();
+        let all_led = s.shards.iter().all(|sh| sh.leader_id != 0);
+        if held_by(&s, 4) == (0, 0) && all_led {
+            for sh in &s.shards {
+                assert_eq!(
+                    sh.replicas.len(),
+                    3,
+                    "shard {} lost a replica: {sh:?}",
+                    sh.shard
+                );
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drain did not finish: node 4 still holds {:?}",
+            held_by(&s, 4)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let n = w.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 0, "a writer made no progress");
+    }
+    check_history(&client, &acked).await;
+
+    let removed = a
+        .remove_node(apb::NodeRequest { node_id: 4 })
+        .await
+        .expect("remove accepted")
+        .into_inner();
+    assert_eq!(removed.state, apb::NodeState::Removed as i32);
+    let s = cluster.status().await.unwrap();
+    assert_eq!(state_of(&s, 4), apb::NodeState::Removed as i32);
+    let meta = s.meta.expect("meta group");
+    assert!(
+        meta.replicas.iter().all(|r| r.node_id != 4),
+        "node 4 is still in the meta group: {meta:?}"
+    );
+
+    // The removed node comes back (same id, same data): it is refused and
+    // stops by itself.
+    cluster.nodes[3].kill();
+    cluster.nodes[3].start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(status) = cluster.nodes[3].exited() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let log = cluster.nodes[3].stderr();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the removed node kept running; its log ends with:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!exit.success(), "a fenced node must exit with an error");
+    let log = cluster.nodes[3].stderr();
+    assert!(log.contains("was removed from the cluster"), "{log}");
+
+    // Its id cannot join again from anywhere either.
+    let refused = a
+        .join(apb::JoinRequest {
+            node_id: 4,
+            addr: "127.0.0.1:1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a removed id must not join");
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_code(&refused), "node_removed");
+    check_history(&client, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
+    let cluster = LocalCluster::start(ClusterSpec::new(3, 8)).await.unwrap();
+    let mut a = admin(&cluster.nodes[1]).await.unwrap();
+    let before = cluster.status().await.unwrap();
+
+    // Draining would leave fewer nodes than RF 3.
+    let e = a
+        .drain_node(apb::NodeRequest { node_id: 3 })
+        .await
+        .expect_err("too few nodes");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_code(&e), "too_few_nodes");
+    assert!(
+        e.message().contains("replication factor 3"),
+        "{}",
+        e.message()
+    );
+
+    // Removing a node that was never drained.
+    let e = a
+        .remove_node(apb::NodeRequest { node_id: 2 })
+        .await
+        .expect_err("not drained");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_code(&e), "not_drained");
+
+    // Unknown ids.
+    let e = a
+        .drain_node(apb::NodeRequest { node_id: 42 })
+        .await
+        .expect_err("unknown node");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // Nothing changed: every node active, same replicas.
+    let after = cluster.status().await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(state_of(&after, id), apb::NodeState::Active as i32);
+        assert_eq!(held_by(&after, id).0, held_by(&before, id).0);
+    }
+    assert_eq!(
+        before.cluster.map(|c| c.placement_epoch),
+        after.cluster.map(|c| c.placement_epoch),
+        "a refused request wrote to the meta group"
+    );
+}
