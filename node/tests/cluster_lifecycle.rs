@@ -1,7 +1,7 @@
 //! A node's lifecycle in a cluster of real processes: drained under load
 //! (every replica and leadership moves off, no acknowledged write is lost),
-//! removed, and fenced when it comes back; unsafe requests are refused and
-//! change nothing.
+//! removed, and fenced when it comes back; a lost node replaced from the
+//! surviving replicas; unsafe requests are refused and change nothing.
 
 mod common;
 
@@ -147,6 +147,115 @@ async fn a_drained_node_under_load_is_removed_and_fenced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
+    let mut cluster = LocalCluster::start(ClusterSpec::new(4, 16)).await.unwrap();
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    let acked: History = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(client.clone(), "replace", 6, stop.clone(), acked.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Node 4 is lost with its disk.
+    cluster.nodes[3].kill();
+    std::fs::remove_dir_all(cluster.nodes[3].data_dir()).unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let r = a
+        .replace_node(apb::NodeRequest { node_id: 4 })
+        .await
+        .expect("replace accepted")
+        .into_inner();
+    assert_eq!(r.state, apb::NodeState::Dead as i32);
+
+    // Every shard gets back to 3 replicas, none on node 4, all led.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = cluster.status().await.unwrap();
+        let done = s.shards.iter().all(|sh| {
+            sh.leader_id != 0
+                && sh.replicas.len() == 3
+                && sh.replicas.iter().all(|r| r.node_id != 4 && r.voter)
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards did not return to 3 replicas: {:?}",
+            s.shards
+                .iter()
+                .map(|sh| (
+                    sh.shard,
+                    sh.leader_id,
+                    sh.replicas.iter().map(|r| r.node_id).collect::<Vec<_>>()
+                ))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let n = w.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 0, "a writer made no progress");
+    }
+    check_history(&client, &acked).await;
+
+    let removed = a
+        .remove_node(apb::NodeRequest { node_id: 4 })
+        .await
+        .expect("a replaced node holding nothing can be removed")
+        .into_inner();
+    assert_eq!(removed.state, apb::NodeState::Removed as i32);
+
+    // Its id stays fenced even on a fresh disk.
+    cluster.nodes[3].start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.nodes[3].exited().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced node's id was accepted again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuated_leaderships_stay_away_until_restored() {
+    let cluster = LocalCluster::start(ClusterSpec::new(3, 16)).await.unwrap();
+    let mut a = admin(&cluster.nodes[2]).await.unwrap();
+    let wait_for = |want: fn(usize) -> bool, what: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let s = cluster.status().await.unwrap();
+                let (held, led) = held_by(&s, 1);
+                if want(led) && s.shards.iter().all(|sh| sh.leader_id != 0) {
+                    return held;
+                }
+                assert!(Instant::now() < deadline, "{what}: node 1 leads {led}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    wait_for(|led| led > 0, "before").await;
+    a.evacuate_leaders(apb::NodeRequest { node_id: 1 })
+        .await
+        .expect("evacuate accepted");
+    let held = wait_for(|led| led == 0, "evacuating").await;
+    assert_eq!(held, 16, "node 1 keeps its replicas");
+    // The reconcilers' leader balancing must not bring them back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = cluster.status().await.unwrap();
+    assert_eq!(held_by(&s, 1).1, 0, "leaderships came back while evacuated");
+    assert!(s.nodes.iter().any(|n| n.id == 1 && n.evacuating_leaders));
+
+    a.restore_leaders(apb::NodeRequest { node_id: 1 })
+        .await
+        .expect("restore accepted");
+    wait_for(|led| led > 0, "restored").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
     let cluster = LocalCluster::start(ClusterSpec::new(3, 8)).await.unwrap();
     let mut a = admin(&cluster.nodes[1]).await.unwrap();
@@ -172,6 +281,13 @@ async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
         .expect_err("not drained");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
     assert_eq!(error_code(&e), "not_drained");
+
+    // Replacing would leave fewer nodes than RF 3, too.
+    let e = a
+        .replace_node(apb::NodeRequest { node_id: 3 })
+        .await
+        .expect_err("too few nodes");
+    assert_eq!(error_code(&e), "too_few_nodes");
 
     // Unknown ids.
     let e = a

@@ -208,6 +208,11 @@ impl NodeProcess {
         self.child.is_some()
     }
 
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.spec.data_dir
+    }
+
     /// The exit status, once the process has ended by itself (`None` while
     /// it runs or after it was killed through this handle).
     pub fn exited(&mut self) -> Option<ExitStatus> {

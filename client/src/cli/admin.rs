@@ -27,6 +27,7 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(apb::NodeState::Active) => "active",
         Ok(apb::NodeState::Draining) => "draining",
         Ok(apb::NodeState::Removed) => "removed",
+        Ok(apb::NodeState::Dead) => "dead",
         _ => "unknown",
     }
 }

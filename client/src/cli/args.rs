@@ -171,12 +171,31 @@ pub enum NodeCommand {
         #[arg(long)]
         wait: bool,
     },
+    /// Move every leadership off a node and keep them off (before a restart).
+    EvacuateLeaders {
+        /// The node.
+        id: u64,
+        /// Wait until the node leads no shard.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Let leaderships come back to a node after evacuate-leaders.
+    RestoreLeaders {
+        /// The node.
+        id: u64,
+    },
     /// Make a draining node active again.
     CancelDrain {
         /// The node.
         id: u64,
     },
-    /// Remove a drained node for good; its id can never join again.
+    /// Declare a node lost: fence its id and re-create its replicas on the
+    /// other nodes from the surviving ones (then `remove` it).
+    Replace {
+        /// The node.
+        id: u64,
+    },
+    /// Remove a drained (or replaced) node for good; its id can never join again.
     Remove {
         /// The node.
         id: u64,

@@ -1,4 +1,4 @@
-//! `cairnctl node drain|cancel-drain|remove`: a node's lifecycle through the
+//! `cairnctl node drain|cancel-drain|evacuate-leaders|restore-leaders|replace|remove`: a node's lifecycle through the
 //! admin API, and `--wait` to follow a drain to its end.
 
 use std::io::Write;
@@ -28,13 +28,33 @@ pub async fn run(
             let r = admin.drain_node(apb::NodeRequest { node_id: id }).await;
             let r = r.map_err(status_error)?.into_inner();
             if wait {
-                follow_drain(client, id, format, out).await?;
+                follow(client, id, Until::Drained, format, out).await?;
             }
             (id, "drain", r)
+        }
+        NodeCommand::EvacuateLeaders { id, wait } => {
+            let r = admin
+                .evacuate_leaders(apb::NodeRequest { node_id: id })
+                .await;
+            let r = r.map_err(status_error)?.into_inner();
+            if wait {
+                follow(client, id, Until::NoLeaderships, format, out).await?;
+            }
+            (id, "evacuate-leaders", r)
+        }
+        NodeCommand::RestoreLeaders { id } => {
+            let r = admin
+                .restore_leaders(apb::NodeRequest { node_id: id })
+                .await;
+            (id, "restore-leaders", r.map_err(status_error)?.into_inner())
         }
         NodeCommand::CancelDrain { id } => {
             let r = admin.cancel_drain(apb::NodeRequest { node_id: id }).await;
             (id, "cancel-drain", r.map_err(status_error)?.into_inner())
+        }
+        NodeCommand::Replace { id } => {
+            let r = admin.replace_node(apb::NodeRequest { node_id: id }).await;
+            (id, "replace", r.map_err(status_error)?.into_inner())
         }
         NodeCommand::Remove { id } => (id, "remove", remove(client, id).await?),
     };
@@ -70,11 +90,21 @@ async fn remove(client: &Client, id: u64) -> anyhow::Result<apb::NodeStateRespon
     }
 }
 
-/// Polls the cluster until node `id` holds no replica and leads nothing,
-/// printing progress; fails if the drain is cancelled or the node removed.
-async fn follow_drain(
+/// What `--wait` waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// No replica and no leadership left (the node must stay draining).
+    Drained,
+    /// No leadership left.
+    NoLeaderships,
+}
+
+/// Polls the cluster until node `id` reaches `until`, printing progress;
+/// fails if a drain is cancelled or the node removed meanwhile.
+async fn follow(
     client: &Client,
     id: u64,
+    until: Until,
     format: Format,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
@@ -95,9 +125,13 @@ async fn follow_drain(
         let Some(node) = status.nodes.iter().find(|n| n.id == id) else {
             anyhow::bail!("node {id} is not a member of this cluster");
         };
-        if node.state != apb::NodeState::Draining as i32 {
+        let expected = match until {
+            Until::Drained => node.state == apb::NodeState::Draining as i32,
+            Until::NoLeaderships => node.evacuating_leaders,
+        };
+        if !expected {
             anyhow::bail!(
-                "node {id} is {} now; the drain was cancelled or superseded",
+                "node {id} is {} now; the request was cancelled or superseded",
                 state_name(node.state)
             );
         }
@@ -108,6 +142,7 @@ async fn follow_drain(
             .count();
         let led = status.shards.iter().filter(|s| s.leader_id == id).count();
         let leaderless = status.shards.iter().filter(|s| s.leader_id == 0).count();
+        let held = if until == Until::Drained { held } else { 0 };
         if held == 0 && led == 0 && leaderless == 0 {
             return Ok(());
         }

@@ -55,6 +55,7 @@ fn state_of(state: NodeState) -> apb::NodeState {
         NodeState::Active => apb::NodeState::Active,
         NodeState::Draining => apb::NodeState::Draining,
         NodeState::Removed => apb::NodeState::Removed,
+        NodeState::Dead => apb::NodeState::Dead,
     }
 }
 
@@ -208,6 +209,7 @@ impl AdminGrpc {
                 http_addr: n.http_addr.clone(),
                 rack: n.rack.clone(),
                 state: state_of(n.state) as i32,
+                evacuating_leaders: n.evacuate_leaders,
                 reachable: r.is_some(),
                 leaders,
                 replicas,
@@ -298,6 +300,7 @@ fn node_from(req: &apb::JoinRequest) -> Result<NodeRecord, Status> {
         http_addr: req.http_addr.clone(),
         rack: req.rack.clone(),
         state: NodeState::Active,
+        evacuate_leaders: false,
     })
 }
 
@@ -452,6 +455,63 @@ impl apb::admin_server::Admin for AdminGrpc {
         let state = self
             .cluster
             .cancel_drain(id, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn replace_node(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .replace_node(req.into_inner())
+                .await;
+        }
+        let state = self
+            .cluster
+            .replace(id, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn evacuate_leaders(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .evacuate_leaders(req.into_inner())
+                .await;
+        }
+        let state = self
+            .cluster
+            .evacuate_leaders(id, true, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn restore_leaders(
+        &self,
+        req: Request<apb::NodeRequest>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .restore_leaders(req.into_inner())
+                .await;
+        }
+        let state = self
+            .cluster
+            .evacuate_leaders(id, false, self.clock.now_ms())
             .await
             .map_err(status)?;
         Ok(Response::new(node_state(id, state)))

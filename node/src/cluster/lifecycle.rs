@@ -26,6 +26,21 @@ pub fn removed(id: u64) -> ClusterError {
     }
 }
 
+/// The refusal a node declared dead gets when it comes back.
+pub fn declared_dead(id: u64) -> ClusterError {
+    ClusterError::Refused {
+        code: "node_removed",
+        message: format!(
+            "node {id} was declared dead and is being replaced, so its id is fenced; start a new node with a new --node-id and an empty --data-dir"
+        ),
+    }
+}
+
+/// Whether a node in `state` is refused when it tries to take part.
+pub fn fenced(state: NodeState) -> bool {
+    matches!(state, NodeState::Removed | NodeState::Dead)
+}
+
 impl Cluster {
     /// The meta group, if this node leads it.
     fn meta_leader(&self) -> Result<ShardRaftHandle, ClusterError> {
@@ -75,9 +90,23 @@ impl Cluster {
         let (node, nodes) = self.node_record(id)?;
         match node.state {
             NodeState::Removed => return Err(removed(id)),
+            NodeState::Dead => return Err(declared_dead(id)),
             NodeState::Draining => return Ok(NodeState::Draining),
             NodeState::Active => {}
         }
+        self.check_enough_left(id, &nodes, "draining")?;
+        tracing::info!(node = id, "draining node");
+        self.set_state(node, NodeState::Draining, now_ms).await
+    }
+
+    /// Refuses taking node `id` out of placement when fewer active nodes
+    /// than the replication factor would remain.
+    fn check_enough_left(
+        &self,
+        id: u64,
+        nodes: &[NodeRecord],
+        what: &str,
+    ) -> Result<(), ClusterError> {
         let rf = meta::read_cluster(&self.engine)?
             .ok_or(ClusterError::NotJoined)?
             .replication_factor;
@@ -89,12 +118,65 @@ impl Cluster {
             return Err(ClusterError::Refused {
                 code: "too_few_nodes",
                 message: format!(
-                    "draining node {id} would leave {left} active nodes, fewer than the replication factor {rf}; add a node first"
+                    "{what} node {id} would leave {left} active nodes, fewer than the replication factor {rf}; add a node first"
                 ),
             });
         }
-        tracing::info!(node = id, "draining node");
-        self.set_state(node, NodeState::Draining, now_ms).await
+        Ok(())
+    }
+
+    /// Declares node `id` lost: fences its id and stops placing replicas
+    /// on it, so shard leaders re-create its replicas on the other nodes
+    /// from the surviving ones. Idempotent. Must run on the meta leader.
+    ///
+    /// # Errors
+    /// Unknown or removed node; fewer active nodes than the replication
+    /// factor would remain.
+    pub async fn replace(&self, id: u64, now_ms: u64) -> Result<NodeState, ClusterError> {
+        self.meta_leader()?;
+        let (node, nodes) = self.node_record(id)?;
+        match node.state {
+            NodeState::Removed => return Err(removed(id)),
+            NodeState::Dead => return Ok(NodeState::Dead),
+            NodeState::Active | NodeState::Draining => {}
+        }
+        if node.state == NodeState::Active {
+            self.check_enough_left(id, &nodes, "replacing")?;
+        }
+        tracing::warn!(
+            node = id,
+            "node declared dead; re-creating its replicas elsewhere"
+        );
+        self.set_state(node, NodeState::Dead, now_ms).await
+    }
+
+    /// Keeps leaderships off node `id` (`evacuate`), or lets them come back.
+    /// The node keeps its replicas; shard leaders on it hand leadership to
+    /// another caught-up voter. For restarts without a leader loss.
+    /// Idempotent. Must run on the meta leader.
+    ///
+    /// # Errors
+    /// Unknown, removed or dead node.
+    pub async fn evacuate_leaders(
+        &self,
+        id: u64,
+        evacuate: bool,
+        now_ms: u64,
+    ) -> Result<NodeState, ClusterError> {
+        self.meta_leader()?;
+        let (mut node, _) = self.node_record(id)?;
+        match node.state {
+            NodeState::Removed => return Err(removed(id)),
+            NodeState::Dead => return Err(declared_dead(id)),
+            NodeState::Active | NodeState::Draining => {}
+        }
+        if node.evacuate_leaders != evacuate {
+            node.evacuate_leaders = evacuate;
+            tracing::info!(node = id, evacuate, "leaderships evacuation changed");
+            self.propose(META_SHARD, meta::put_node(&node, now_ms)?, 0)
+                .await?;
+        }
+        Ok(node.state)
     }
 
     /// Makes draining node `id` active again. Idempotent. Must run on the
@@ -107,6 +189,7 @@ impl Cluster {
         let (node, _) = self.node_record(id)?;
         match node.state {
             NodeState::Removed => Err(removed(id)),
+            NodeState::Dead => Err(declared_dead(id)),
             NodeState::Active => Ok(NodeState::Active),
             NodeState::Draining => {
                 tracing::info!(node = id, "drain cancelled");
@@ -115,7 +198,7 @@ impl Cluster {
         }
     }
 
-    /// Removes drained node `id` for good: records it as removed (which
+    /// Removes drained (or dead and replaced) node `id` for good: records it as removed (which
     /// fences its id) and takes it out of the meta group, promoting a meta
     /// learner if voters fall short. `held` is how many shard replicas the
     /// node still has, from the cluster's reports. Idempotent. Must run on
@@ -141,7 +224,7 @@ impl Cluster {
                     ),
                 });
             }
-            NodeState::Draining => {}
+            NodeState::Draining | NodeState::Dead => {}
         }
         if held > 0 {
             return Err(ClusterError::Refused {

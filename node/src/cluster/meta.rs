@@ -47,6 +47,8 @@ pub enum NodeState {
     Draining,
     /// Removed for good: its id is fenced.
     Removed,
+    /// Declared lost: its replicas are re-created elsewhere; its id is fenced.
+    Dead,
 }
 
 /// A member node.
@@ -62,6 +64,10 @@ pub struct NodeRecord {
     pub rack: String,
     /// State.
     pub state: NodeState,
+    /// Leaderships are kept off this node (set before a restart, cleared
+    /// after); it still holds its replicas.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evacuate_leaders: bool,
 }
 
 fn node_key(id: u64) -> Vec<u8> {

@@ -348,6 +348,7 @@ impl Cluster {
             http_addr: self.opts.http_addr.clone(),
             rack: self.opts.rack.clone(),
             state: NodeState::Active,
+            evacuate_leaders: false,
         }
     }
 
@@ -397,11 +398,14 @@ impl Cluster {
         let known = meta::read_nodes(&self.engine)?;
         let mut node = node.clone();
         if let Some(existing) = known.iter().find(|n| n.id == node.id) {
-            if existing.state == NodeState::Removed {
-                return Err(lifecycle::removed(node.id));
+            match existing.state {
+                NodeState::Removed => return Err(lifecycle::removed(node.id)),
+                NodeState::Dead => return Err(lifecycle::declared_dead(node.id)),
+                NodeState::Active | NodeState::Draining => {}
             }
             // A restarting member re-joins; its lifecycle state stays.
             node.state = existing.state;
+            node.evacuate_leaders = existing.evacuate_leaders;
         }
         let node = &node;
         if known.iter().find(|n| n.id == node.id) != Some(node) {

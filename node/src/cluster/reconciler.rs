@@ -59,6 +59,12 @@ pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError
     if active.is_empty() {
         return Ok(());
     }
+    // Nodes whose leaderships are being evacuated (before a restart).
+    let no_leaders: BTreeSet<u64> = nodes
+        .iter()
+        .filter(|n| n.evacuate_leaders)
+        .map(|n| n.id)
+        .collect();
     for shard in cluster.hosted() {
         if shard == META_SHARD {
             continue;
@@ -71,7 +77,7 @@ pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError
         }
         let target = placement::replicas(shard, &active, record.replication_factor);
         let addr_of = |id: u64| nodes.iter().find(|n| n.id == id).map(|n| n.addr.clone());
-        if let Err(e) = converge(cluster, shard, &raft, &target, addr_of).await {
+        if let Err(e) = converge(cluster, shard, &raft, &target, &no_leaders, addr_of).await {
             tracing::info!(shard, error = %e, "placement step deferred");
         }
     }
@@ -96,6 +102,7 @@ async fn converge(
     shard: ShardId,
     raft: &ShardRaftHandle,
     target: &[u64],
+    no_leaders: &BTreeSet<u64>,
     addr_of: impl Fn(u64) -> Option<String>,
 ) -> Result<(), String> {
     let m = raft.metrics().borrow_watched().clone();
@@ -109,15 +116,17 @@ async fn converge(
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     let learners: BTreeSet<u64> = membership.learner_ids().collect();
     let wanted: BTreeSet<u64> = target.iter().copied().collect();
-    // Leaving the shard (say, draining): hand the leadership to a voter
-    // that stays, which then finishes the move; a leader never has to
+    // Leaving the shard (say, draining), or keeping leaderships off this
+    // node (before a restart): hand the leadership to a voter that stays
+    // and may lead, which then finishes any move; a leader never has to
     // remove itself while another replica can lead.
-    if !wanted.contains(&cluster.node_id())
-        && let Some(&to) = wanted
-            .iter()
-            .find(|&&n| voters.contains(&n) && caught_up(&m, n))
+    let me = cluster.node_id();
+    if (!wanted.contains(&me) || no_leaders.contains(&me))
+        && let Some(&to) = target.iter().chain(voters.iter()).find(|&&n| {
+            n != me && voters.contains(&n) && !no_leaders.contains(&n) && caught_up(&m, n)
+        })
     {
-        tracing::info!(shard, to, "leaving the shard: handing over leadership");
+        tracing::info!(shard, to, "handing over leadership");
         raft.trigger()
             .transfer_leader(to)
             .await
@@ -148,8 +157,8 @@ async fn converge(
         }
         return Ok(());
     }
-    if let Some(&preferred) = target.first()
-        && preferred != cluster.node_id()
+    if let Some(&preferred) = target.iter().find(|n| !no_leaders.contains(n))
+        && preferred != me
         && caught_up(&m, preferred)
     {
         tracing::debug!(
