@@ -256,6 +256,49 @@ async fn evacuated_leaderships_stay_away_until_restored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalance_status_shows_progress_and_a_stall_with_its_cause() {
+    let mut cluster = LocalCluster::start(ClusterSpec::new(4, 16)).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let status = |stall_after_seconds| apb::RebalanceStatusRequest {
+        stall_after_seconds,
+    };
+    let poll = async |a: &mut apb::admin_client::AdminClient<tonic::transport::Channel>,
+                      what: &str,
+                      done: &dyn Fn(&apb::RebalanceStatusResponse) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let r = a.rebalance_status(status(3)).await.unwrap().into_inner();
+            if done(&r) {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "{what}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    };
+    poll(&mut a, "settled", &|r| r.moves_remaining == 0 && !r.stalled).await;
+
+    // Node 3 dies (but stays a placement target) while node 4 drains: the
+    // moves that need a replica on node 3 cannot finish.
+    cluster.nodes[2].kill();
+    a.drain_node(apb::NodeRequest { node_id: 4 }).await.unwrap();
+    let stalled = poll(&mut a, "stall", &|r| r.stalled).await;
+    assert!(stalled.moves_remaining > 0);
+    assert!(stalled.moves_total >= stalled.moves_remaining);
+    assert!(
+        stalled.stalled_reason.contains("shard"),
+        "{}",
+        stalled.stalled_reason
+    );
+
+    // Node 3 comes back: the drain completes.
+    cluster.nodes[2].start_again().unwrap();
+    let done = poll(&mut a, "finish", &|r| r.moves_remaining == 0).await;
+    assert!(!done.stalled);
+    let s = cluster.status().await.unwrap();
+    assert_eq!(held_by(&s, 4), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
     let cluster = LocalCluster::start(ClusterSpec::new(3, 8)).await.unwrap();
     let mut a = admin(&cluster.nodes[1]).await.unwrap();

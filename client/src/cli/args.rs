@@ -136,6 +136,12 @@ pub enum Command {
     },
     /// Show every shard: leader, term, replicas and how far each lags.
     Shards,
+    /// Rebalancing progress.
+    Rebalance {
+        /// What to show.
+        #[command(subcommand)]
+        command: RebalanceCommand,
+    },
     /// Node lifecycle: drain, cancel a drain, remove.
     Node {
         /// What to do.
@@ -157,6 +163,17 @@ pub enum ClusterCommand {
         shard: u32,
         /// The node to lead it.
         to: u64,
+    },
+}
+
+/// `cairnctl rebalance ...`
+#[derive(Debug, Subcommand)]
+pub enum RebalanceCommand {
+    /// Moves done and left, rate, ETA, and whether progress has stalled.
+    Status {
+        /// Call it stalled when nothing moved for this many seconds.
+        #[arg(long, default_value_t = 300)]
+        stall_after: u32,
     },
 }
 

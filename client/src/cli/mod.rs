@@ -41,6 +41,7 @@ enum Plan {
     Cluster(args::ClusterCommand),
     Shards,
     Node(args::NodeCommand),
+    Rebalance(args::RebalanceCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -54,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         args::Command::Cluster { command } => Plan::Cluster(command),
         args::Command::Shards => Plan::Shards,
         args::Command::Node { command } => Plan::Node(command),
+        args::Command::Rebalance { command } => Plan::Rebalance(command),
         command => Plan::Kv(request::prepare(command)?),
     };
     let endpoints: Vec<String> = cli
@@ -84,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Plan::Cluster(command) => admin::cluster(&client, command, format, &mut out).await?,
         Plan::Shards => admin::shards(&client, format, &mut out).await?,
         Plan::Node(command) => node::run(&client, command, format, &mut out).await?,
+        Plan::Rebalance(command) => node::rebalance(&client, command, format, &mut out).await?,
         Plan::Kv(operation) => execute::execute(&client, operation, format, &mut out).await?,
     }
     out.flush().context("writing output")

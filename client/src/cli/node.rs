@@ -9,7 +9,7 @@ use cairn_proto::admin::v1 as apb;
 use serde_json::json;
 
 use super::admin::{state_name, status_error};
-use super::args::NodeCommand;
+use super::args::{NodeCommand, RebalanceCommand};
 use super::execute::Format;
 
 /// How often `--wait` looks at the cluster.
@@ -152,5 +152,98 @@ async fn follow(
         }
         last = Some((held, led));
         tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Runs `cairnctl rebalance status`.
+pub async fn rebalance(
+    client: &Client,
+    command: RebalanceCommand,
+    format: Format,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let RebalanceCommand::Status { stall_after } = command;
+    let r = client
+        .admin()
+        .rebalance_status(apb::RebalanceStatusRequest {
+            stall_after_seconds: stall_after,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if format.json {
+        let v = json!({
+            "placement_epoch": r.placement_epoch,
+            "moves_total": r.moves_total,
+            "moves_done": r.moves_done,
+            "moves_remaining": r.moves_remaining,
+            "replicas_catching_up": r.replicas_catching_up,
+            "leaders_to_move": r.leaders_to_move,
+            "shards_without_leader": r.shards_without_leader,
+            "moves_per_second": r.moves_per_second,
+            "eta_seconds": r.eta_seconds,
+            "stalled": r.stalled,
+            "stalled_reason": r.stalled_reason,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    if r.moves_remaining == 0 && r.shards_without_leader == 0 {
+        writeln!(
+            out,
+            "balanced: every shard is at its target placement (epoch {})",
+            r.placement_epoch
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "{}", progress_line(r.moves_done, r.moves_total))?;
+    writeln!(
+        out,
+        "{} moves left, {} replicas catching up, {} leaderships to move, {} shards without a leader",
+        r.moves_remaining, r.replicas_catching_up, r.leaders_to_move, r.shards_without_leader
+    )?;
+    if r.moves_per_second > 0.0 {
+        writeln!(
+            out,
+            "rate {:.2} moves/s, about {}s left",
+            r.moves_per_second, r.eta_seconds
+        )?;
+    }
+    if r.stalled {
+        writeln!(out, "STALLED: {}", r.stalled_reason)?;
+    }
+    Ok(())
+}
+
+/// `moves 12/40 [######..............] 30%`
+fn progress_line(done: u32, total: u32) -> String {
+    const WIDTH: u32 = 30;
+    let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
+    let pct = (done * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "moves {done}/{total} [{}{}] {pct}%",
+        "#".repeat(filled as usize),
+        ".".repeat((WIDTH - filled) as usize)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line;
+
+    #[test]
+    fn progress_bar_fills_with_the_moves_done() {
+        assert_eq!(
+            progress_line(0, 10),
+            format!("moves 0/10 [{}] 0%", ".".repeat(30))
+        );
+        assert_eq!(
+            progress_line(5, 10),
+            format!("moves 5/10 [{}{}] 50%", "#".repeat(15), ".".repeat(15))
+        );
+        assert_eq!(
+            progress_line(0, 0),
+            format!("moves 0/0 [{}] 100%", "#".repeat(30))
+        );
     }
 }

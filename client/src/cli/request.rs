@@ -121,6 +121,7 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
         Command::Cluster { .. }
         | Command::Shards
         | Command::Node { .. }
+        | Command::Rebalance { .. }
         | Command::Playground(_) => {
             return Err(UsageError::new(
                 "cluster commands are not key-value operations".into(),

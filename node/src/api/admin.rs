@@ -15,6 +15,7 @@ use cairn_proto::admin::v1 as apb;
 use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
+use crate::api::rebalance::{self, Tracker};
 use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
@@ -29,6 +30,7 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct AdminGrpc {
     cluster: Arc<Cluster>,
     clock: Arc<dyn Clock>,
+    rebalance: Arc<std::sync::Mutex<Tracker>>,
 }
 
 fn status(e: ClusterError) -> Status {
@@ -62,7 +64,11 @@ fn state_of(state: NodeState) -> apb::NodeState {
 impl AdminGrpc {
     /// Serves `cluster`.
     pub fn new(cluster: Arc<Cluster>, clock: Arc<dyn Clock>) -> Self {
-        Self { cluster, clock }
+        Self {
+            cluster,
+            clock,
+            rebalance: Arc::default(),
+        }
     }
 
     /// The tonic service.
@@ -515,6 +521,30 @@ impl apb::admin_server::Admin for AdminGrpc {
             .await
             .map_err(status)?;
         Ok(Response::new(node_state(id, state)))
+    }
+
+    async fn rebalance_status(
+        &self,
+        req: Request<apb::RebalanceStatusRequest>,
+    ) -> Result<Response<apb::RebalanceStatusResponse>, Status> {
+        let stall_after = match req.get_ref().stall_after_seconds {
+            0 => Duration::from_secs(300),
+            s => Duration::from_secs(u64::from(s)),
+        };
+        let (info, _, shards, _) = self.gather().await?;
+        let nodes = self.cluster.nodes().map_err(status)?;
+        let gap = rebalance::measure(&shards, &nodes, info.replication_factor);
+        let mut tracker = self
+            .rebalance
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let r = tracker.observe(
+            info.placement_epoch,
+            &gap,
+            std::time::Instant::now(),
+            stall_after,
+        );
+        Ok(Response::new(r))
     }
 
     async fn remove_node(

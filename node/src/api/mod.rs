@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod grpc;
 pub mod http;
+pub mod rebalance;
 pub mod status;
