@@ -299,6 +299,66 @@ async fn rebalance_status_shows_progress_and_a_stall_with_its_cause() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_resumes_after_the_meta_leader_dies_mid_way() {
+    let mut cluster = LocalCluster::start(ClusterSpec::new(5, 32)).await.unwrap();
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    let acked: History = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = spawn_writers(client.clone(), "resume", 4, stop.clone(), acked.clone());
+
+    let meta_leader = cluster
+        .status()
+        .await
+        .unwrap()
+        .meta
+        .expect("meta")
+        .leader_id;
+    let draining = if meta_leader == 5 { 4 } else { 5 };
+    let mut a = admin(&cluster.nodes[(meta_leader - 1) as usize])
+        .await
+        .unwrap();
+    a.drain_node(apb::NodeRequest { node_id: draining })
+        .await
+        .expect("drain accepted");
+    // The meta leader dies right after recording the drain, and comes back
+    // a little later; nothing tells the cluster to carry on.
+    let victim = (meta_leader - 1) as usize;
+    cluster.nodes[victim].kill();
+    let mid = cluster.status().await.unwrap();
+    assert!(
+        held_by(&mid, draining).0 > 0,
+        "the drain finished before the meta leader died; nothing was resumed"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.nodes[victim].start_again().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = cluster.status().await.unwrap();
+        let settled = s
+            .shards
+            .iter()
+            .all(|sh| sh.leader_id != 0 && sh.replicas.len() == 3);
+        if settled && held_by(&s, draining) == (0, 0) {
+            assert_eq!(state_of(&s, draining), apb::NodeState::Draining as i32);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drain did not finish: node {draining} holds {:?}",
+            held_by(&s, draining)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let n = w.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+        assert!(n > 0, "a writer made no progress");
+    }
+    check_history(&client, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
     let cluster = LocalCluster::start(ClusterSpec::new(3, 8)).await.unwrap();
     let mut a = admin(&cluster.nodes[1]).await.unwrap();
