@@ -110,6 +110,18 @@ impl Router {
         let Some(header) = header else {
             return false;
         };
+        // The common case, on every response: the map already says so.
+        {
+            let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
+            if header.leader_id != 0
+                && map
+                    .as_ref()
+                    .and_then(|m| m.leaders.get(shard as usize))
+                    .is_some_and(|&l| l == header.leader_id)
+            {
+                return false;
+            }
+        }
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         let Some(map) = map.as_mut() else {
             return true;
