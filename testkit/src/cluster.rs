@@ -64,36 +64,49 @@ impl LocalCluster {
     /// every shard has a leader and its full replica set.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let binary = workspace_bin("cairn-node");
-        let mut nodes: Vec<NodeProcess> = Vec::with_capacity(spec.nodes);
-        for i in 1..=spec.nodes {
-            let mut args = vec!["--node-id".to_string(), i.to_string()];
-            if i == 1 {
-                args.extend([
-                    "--bootstrap".into(),
-                    "--shards".into(),
-                    spec.shards.to_string(),
-                    "--replication-factor".into(),
-                    spec.replication_factor.to_string(),
-                ]);
-            } else {
-                args.extend(["--join".into(), nodes[0].grpc.to_string()]);
-            }
-            args.extend(spec.args.iter().cloned());
-            let node = NodeProcess::start(NodeSpec {
-                binary: binary.clone(),
-                data_dir: dir.path().join(format!("node{i}")),
-                args,
-            })?;
-            nodes.push(node);
-        }
-        let cluster = Self {
-            nodes,
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(spec.nodes),
             spec,
             _dir: dir,
         };
+        for _ in 0..cluster.spec.nodes {
+            cluster.launch()?;
+        }
         cluster.wait_settled(Duration::from_secs(120)).await?;
         Ok(cluster)
+    }
+
+    /// Starts one more node (the next id) joining the cluster; does not
+    /// wait for it to get replicas.
+    pub fn add_node(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.spec.nodes = self.nodes.len();
+        Ok(())
+    }
+
+    /// Starts node `len + 1`: the first bootstraps, later ones join node 1.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let i = self.nodes.len() + 1;
+        let mut args = vec!["--node-id".to_string(), i.to_string()];
+        if i == 1 {
+            args.extend([
+                "--bootstrap".into(),
+                "--shards".into(),
+                self.spec.shards.to_string(),
+                "--replication-factor".into(),
+                self.spec.replication_factor.to_string(),
+            ]);
+        } else {
+            args.extend(["--join".into(), self.nodes[0].grpc.to_string()]);
+        }
+        args.extend(self.spec.args.iter().cloned());
+        let node = NodeProcess::start(NodeSpec {
+            binary: workspace_bin("cairn-node"),
+            data_dir: self._dir.path().join(format!("node{i}")),
+            args,
+        })?;
+        self.nodes.push(node);
+        Ok(())
     }
 
     /// gRPC endpoints (`http://…`) of every node.

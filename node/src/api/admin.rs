@@ -201,14 +201,14 @@ impl AdminGrpc {
         let (shards, meta) = merge(info.shards, &reports);
         let mut infos = Vec::with_capacity(nodes.len());
         for (n, r) in nodes.iter().zip(&reports) {
-            let (leaders, replicas) = r.as_ref().map_or((0, 0), |r| {
-                let data = r.replicas.iter().filter(|x| x.shard != META_SHARD);
-                let held = data
-                    .clone()
-                    .filter(|x| x.voters.contains(&n.id) || x.learners.contains(&n.id))
-                    .count();
-                (data.filter(|x| x.leader).count() as u32, held as u32)
-            });
+            // Counted from each shard's leader view: a node that a shard was
+            // moved off may still believe it is a member (nobody tells it),
+            // so its own report would overcount.
+            let replicas = shards
+                .iter()
+                .filter(|s| s.replicas.iter().any(|x| x.node_id == n.id))
+                .count() as u32;
+            let leaders = shards.iter().filter(|s| s.leader_id == n.id).count() as u32;
             infos.push(apb::NodeInfo {
                 id: n.id,
                 addr: n.addr.clone(),
