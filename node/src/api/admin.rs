@@ -103,6 +103,27 @@ impl AdminGrpc {
         }
     }
 
+    /// Runs a node lifecycle change: on the meta leader (`act` with the node
+    /// id and the time), or by handing the request to it (`forward`).
+    async fn lifecycle(
+        &self,
+        req: Request<apb::NodeRequest>,
+        forward: impl AsyncFnOnce(
+            apb::admin_client::AdminClient<tonic::transport::Channel>,
+            apb::NodeRequest,
+        ) -> Result<Response<apb::NodeStateResponse>, Status>,
+        act: impl AsyncFnOnce(&Cluster, u64, u64) -> Result<NodeState, ClusterError>,
+    ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let id = req.get_ref().node_id;
+        if !self.meta_leader_here()? {
+            return forward(self.meta_leader_client()?, req.into_inner()).await;
+        }
+        let state = act(&self.cluster, id, self.clock.now_ms())
+            .await
+            .map_err(status)?;
+        Ok(Response::new(node_state(id, state)))
+    }
+
     /// An admin client to the meta group's leader.
     fn meta_leader_client(
         &self,
@@ -432,95 +453,60 @@ impl apb::admin_server::Admin for AdminGrpc {
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
-        let id = req.get_ref().node_id;
-        if !self.meta_leader_here()? {
-            return self
-                .meta_leader_client()?
-                .drain_node(req.into_inner())
-                .await;
-        }
-        let state = self
-            .cluster
-            .drain(id, self.clock.now_ms())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(node_state(id, state)))
+        self.lifecycle(
+            req,
+            async |mut leader, r| leader.drain_node(r).await,
+            async |cluster, id, now| cluster.drain(id, now).await,
+        )
+        .await
     }
 
     async fn cancel_drain(
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
-        let id = req.get_ref().node_id;
-        if !self.meta_leader_here()? {
-            return self
-                .meta_leader_client()?
-                .cancel_drain(req.into_inner())
-                .await;
-        }
-        let state = self
-            .cluster
-            .cancel_drain(id, self.clock.now_ms())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(node_state(id, state)))
+        self.lifecycle(
+            req,
+            async |mut leader, r| leader.cancel_drain(r).await,
+            async |cluster, id, now| cluster.cancel_drain(id, now).await,
+        )
+        .await
     }
 
     async fn replace_node(
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
-        let id = req.get_ref().node_id;
-        if !self.meta_leader_here()? {
-            return self
-                .meta_leader_client()?
-                .replace_node(req.into_inner())
-                .await;
-        }
-        let state = self
-            .cluster
-            .replace(id, self.clock.now_ms())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(node_state(id, state)))
+        self.lifecycle(
+            req,
+            async |mut leader, r| leader.replace_node(r).await,
+            async |cluster, id, now| cluster.replace(id, now).await,
+        )
+        .await
     }
 
     async fn evacuate_leaders(
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
-        let id = req.get_ref().node_id;
-        if !self.meta_leader_here()? {
-            return self
-                .meta_leader_client()?
-                .evacuate_leaders(req.into_inner())
-                .await;
-        }
-        let state = self
-            .cluster
-            .evacuate_leaders(id, true, self.clock.now_ms())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(node_state(id, state)))
+        self.lifecycle(
+            req,
+            async |mut leader, r| leader.evacuate_leaders(r).await,
+            async |cluster, id, now| cluster.evacuate_leaders(id, true, now).await,
+        )
+        .await
     }
 
     async fn restore_leaders(
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
-        let id = req.get_ref().node_id;
-        if !self.meta_leader_here()? {
-            return self
-                .meta_leader_client()?
-                .restore_leaders(req.into_inner())
-                .await;
-        }
-        let state = self
-            .cluster
-            .evacuate_leaders(id, false, self.clock.now_ms())
-            .await
-            .map_err(status)?;
-        Ok(Response::new(node_state(id, state)))
+        self.lifecycle(
+            req,
+            async |mut leader, r| leader.restore_leaders(r).await,
+            async |cluster, id, now| cluster.evacuate_leaders(id, false, now).await,
+        )
+        .await
     }
 
     async fn rebalance_status(
