@@ -411,3 +411,116 @@ async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
         "a refused request wrote to the meta group"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_can_be_paused_cancelled_and_resumed() {
+    // Snapshots are throttled and logs compacted early, so copying a shard
+    // to a new replica takes seconds and moves can be caught in flight.
+    let mut spec = ClusterSpec::new(3, 16);
+    spec.args.extend(
+        [
+            "--raft-snapshot-logs",
+            "20",
+            "--rebalance-rate-bytes",
+            "262144",
+        ]
+        .map(String::from),
+    );
+    let mut cluster = LocalCluster::start(spec).await.unwrap();
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    let value = vec![b'x'; 8 << 10];
+    for i in 0..1600 {
+        client
+            .put(cairn_proto::kv::v1::PutRequest {
+                key: format!("key-{i}").into_bytes(),
+                value: value.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("load");
+    }
+    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let status = async |a: &mut apb::admin_client::AdminClient<tonic::transport::Channel>| {
+        a.rebalance_status(apb::RebalanceStatusRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let paused = a
+        .pause_rebalance(apb::PauseRebalanceRequest { paused: true })
+        .await
+        .expect("pause")
+        .into_inner();
+    assert!(paused.paused);
+
+    // Paused: a new node gets nothing, and the status says why.
+    cluster.add_node().unwrap();
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let s = cluster.status().await.unwrap();
+        assert_eq!(held_by(&s, 4).0, 0, "a paused plan moved a replica");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let r = status(&mut a).await;
+    assert!(r.paused && r.moves_remaining > 0, "{r:?}");
+
+    // Resumed: moves start; cancelled while some are in flight, those
+    // shards keep the replicas they had and the learners go away.
+    a.pause_rebalance(apb::PauseRebalanceRequest { paused: false })
+        .await
+        .expect("resume");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = status(&mut a).await;
+        if r.moves_in_flight > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no move started: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = a
+        .cancel_rebalance(apb::CancelRebalanceRequest {})
+        .await
+        .expect("cancel")
+        .into_inner();
+    assert!(c.paused);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let kept = loop {
+        let s = cluster.status().await.unwrap();
+        let learners = s
+            .shards
+            .iter()
+            .flat_map(|s| &s.replicas)
+            .filter(|r| !r.voter)
+            .count();
+        if learners == 0 && s.shards.iter().all(|s| s.leader_id != 0) {
+            break held_by(&s, 4).0;
+        }
+        assert!(Instant::now() < deadline, "learners stayed after a cancel");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        kept < 12,
+        "the cancel came after the whole rebalance ({kept})"
+    );
+    let r = status(&mut a).await;
+    assert!(r.paused && r.moves_in_flight == 0, "{r:?}");
+
+    // Resumed again: the rebalance finishes and every node holds its share.
+    a.pause_rebalance(apb::PauseRebalanceRequest { paused: false })
+        .await
+        .expect("resume");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = cluster.status().await.unwrap();
+        let counts: Vec<usize> = (1..=4).map(|id| held_by(&s, id).0).collect();
+        if counts.iter().all(|&c| c == 12) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not balanced: {counts:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let r = status(&mut a).await;
+    assert!(!r.paused && r.moves_remaining == 0, "{r:?}");
+    assert!(r.bytes_moved > 0, "{r:?}");
+}

@@ -60,25 +60,31 @@ async fn scaling_from_three_to_five_nodes_under_load_loses_nothing() {
     cluster.add_node().unwrap();
     cluster.add_node().unwrap();
 
-    // Every shard ends with 3 caught-up voters, and the new nodes hold
-    // replicas and lead shards.
+    // Every shard ends with 3 caught-up voters, and every node holds its
+    // share of replicas and leaderships within one (48 / 5 = 9.6 replicas,
+    // 16 / 5 = 3.2 leaderships).
+    let balanced =
+        |count: u32, total: u32| (f64::from(count) - f64::from(total) / 5.0).abs() <= 1.0;
     let deadline = Instant::now() + Duration::from_secs(180);
+    let mut last = Vec::new();
     let settled = loop {
         if let Ok(s) = cluster.wait_settled(Duration::from_secs(5)).await {
-            let holds = |id: u64| {
-                s.nodes
+            last = s
+                .nodes
+                .iter()
+                .map(|n| (n.id, n.replicas, n.leaders))
+                .collect();
+            if s.nodes.len() == 5
+                && s.nodes
                     .iter()
-                    .find(|n| n.id == id)
-                    .map_or(0, |n| n.replicas)
-            };
-            let leads = |id: u64| s.nodes.iter().find(|n| n.id == id).map_or(0, |n| n.leaders);
-            if (4..=5).all(|id| holds(id) > 0 && leads(id) > 0) {
+                    .all(|n| balanced(n.replicas, 48) && balanced(n.leaders, 16))
+            {
                 break s;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "the cluster did not spread over 5 nodes"
+            "the cluster did not balance over 5 nodes; (node, replicas, leaders): {last:?}"
         );
     };
     let per_node: Vec<(u64, u32, u32)> = settled

@@ -61,7 +61,8 @@ pub async fn admin(node: &NodeProcess) -> anyhow::Result<apb::admin_client::Admi
 
 impl LocalCluster {
     /// Starts the nodes (node 1 bootstraps, the rest join it) and waits until
-    /// every shard has a leader and its full replica set.
+    /// every shard has a leader and its full replica set, and the placement
+    /// is balanced.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut cluster = Self {
@@ -72,8 +73,39 @@ impl LocalCluster {
         for _ in 0..cluster.spec.nodes {
             cluster.launch()?;
         }
-        cluster.wait_settled(Duration::from_secs(120)).await?;
+        cluster.wait_balanced(Duration::from_secs(120)).await?;
         Ok(cluster)
+    }
+
+    /// Waits until the cluster is settled (see [`Self::wait_settled`]) and
+    /// every shard is on its target nodes with its planned leader (the
+    /// rebalance status has nothing left to move).
+    pub async fn wait_balanced(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<apb::ClusterStatusResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let settled = self.wait_settled(left).await?;
+            let node = self
+                .nodes
+                .iter()
+                .find(|n| n.is_running())
+                .context("no node is running")?;
+            let r = admin(node)
+                .await?
+                .rebalance_status(apb::RebalanceStatusRequest::default())
+                .await?
+                .into_inner();
+            if r.moves_remaining == 0 && r.shards_without_leader == 0 {
+                return Ok(settled);
+            }
+            if Instant::now() > deadline {
+                bail!("placement did not balance within {timeout:?}: {r:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Starts one more node (the next id) joining the cluster; does not

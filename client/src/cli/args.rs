@@ -175,6 +175,13 @@ pub enum RebalanceCommand {
         #[arg(long, default_value_t = 300)]
         stall_after: u32,
     },
+    /// Start no new replica move; moves in flight finish.
+    Pause,
+    /// Let the balancer start moves again.
+    Resume,
+    /// Pause, and set every shard whose move is in flight back to the
+    /// replicas it has now.
+    Cancel,
 }
 
 /// `cairnctl node ...`

@@ -162,7 +162,28 @@ pub async fn rebalance(
     format: Format,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let RebalanceCommand::Status { stall_after } = command;
+    let stall_after = match command {
+        RebalanceCommand::Status { stall_after } => stall_after,
+        RebalanceCommand::Pause | RebalanceCommand::Resume => {
+            let paused = matches!(command, RebalanceCommand::Pause);
+            let r = client
+                .admin()
+                .pause_rebalance(apb::PauseRebalanceRequest { paused })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            return plan_state(&r, format, out);
+        }
+        RebalanceCommand::Cancel => {
+            let r = client
+                .admin()
+                .cancel_rebalance(apb::CancelRebalanceRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            return plan_state(&r, format, out);
+        }
+    };
     let r = client
         .admin()
         .rebalance_status(apb::RebalanceStatusRequest {
@@ -184,33 +205,75 @@ pub async fn rebalance(
             "eta_seconds": r.eta_seconds,
             "stalled": r.stalled,
             "stalled_reason": r.stalled_reason,
+            "paused": r.paused,
+            "moves_in_flight": r.moves_in_flight,
+            "bytes_remaining": r.bytes_remaining,
+            "bytes_moved": r.bytes_moved,
+            "bytes_per_second": r.bytes_per_second,
         });
         writeln!(out, "{v}")?;
         return Ok(());
     }
+    let paused = if r.paused {
+        " (PAUSED: cairnctl rebalance resume)"
+    } else {
+        ""
+    };
     if r.moves_remaining == 0 && r.shards_without_leader == 0 {
         writeln!(
             out,
-            "balanced: every shard is at its target placement (epoch {})",
+            "balanced: every shard is at its target placement (epoch {}){paused}",
             r.placement_epoch
         )?;
         return Ok(());
     }
+    writeln!(
+        out,
+        "plan epoch {}, {} shards moving now{paused}",
+        r.placement_epoch, r.moves_in_flight
+    )?;
     writeln!(out, "{}", progress_line(r.moves_done, r.moves_total))?;
     writeln!(
         out,
         "{} moves left, {} replicas catching up, {} leaderships to move, {} shards without a leader",
         r.moves_remaining, r.replicas_catching_up, r.leaders_to_move, r.shards_without_leader
     )?;
+    writeln!(
+        out,
+        "data: {:.1} MiB copied, about {:.1} MiB left",
+        r.bytes_moved as f64 / MIB,
+        r.bytes_remaining as f64 / MIB
+    )?;
     if r.moves_per_second > 0.0 {
         writeln!(
             out,
-            "rate {:.2} moves/s, about {}s left",
-            r.moves_per_second, r.eta_seconds
+            "rate {:.2} moves/s ({:.1} MiB/s), about {}s left",
+            r.moves_per_second,
+            r.bytes_per_second / MIB,
+            r.eta_seconds
         )?;
     }
     if r.stalled {
         writeln!(out, "STALLED: {}", r.stalled_reason)?;
+    }
+    Ok(())
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Prints the plan's state after a pause, resume or cancel.
+fn plan_state(r: &apb::PlanResponse, format: Format, out: &mut impl Write) -> anyhow::Result<()> {
+    if format.json {
+        let v = json!({ "placement_epoch": r.placement_epoch, "paused": r.paused });
+        writeln!(out, "{v}")?;
+    } else if r.paused {
+        writeln!(
+            out,
+            "rebalance paused at plan epoch {} (moves in flight finish)",
+            r.placement_epoch
+        )?;
+    } else {
+        writeln!(out, "rebalance running at plan epoch {}", r.placement_epoch)?;
     }
     Ok(())
 }

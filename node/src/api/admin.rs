@@ -19,7 +19,7 @@ use crate::api::rebalance::{self, Tracker};
 use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, balancer};
 use crate::partition::ShardId;
 
 /// How long a fan-out waits for one node's report.
@@ -179,11 +179,17 @@ impl AdminGrpc {
                 applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
                 revision: self.cluster.revision(shard),
                 matched,
+                approx_bytes: if shard == META_SHARD {
+                    0
+                } else {
+                    self.cluster.engine().approximate_shard_bytes(shard)
+                },
             });
         }
         apb::NodeReportResponse {
             node_id: self.cluster.node_id(),
             replicas,
+            snapshot_bytes_sent: self.cluster.peers().snapshot_bytes_sent(),
         }
     }
 
@@ -205,20 +211,15 @@ impl AdminGrpc {
         futures::future::join_all(calls).await
     }
 
-    async fn gather(
-        &self,
-    ) -> Result<
-        (
-            apb::ClusterInfo,
-            Vec<apb::NodeInfo>,
-            Vec<apb::ShardInfo>,
-            apb::ShardInfo,
-        ),
-        Status,
-    > {
+    async fn gather(&self) -> Result<Gathered, Status> {
         let info = self.info()?;
         let nodes = self.cluster.nodes().map_err(status)?;
         let reports = self.reports(&nodes).await;
+        let snapshot_bytes_sent = reports
+            .iter()
+            .flatten()
+            .map(|r| r.snapshot_bytes_sent)
+            .sum();
         let (shards, meta) = merge(info.shards, &reports);
         let mut infos = Vec::with_capacity(nodes.len());
         for (n, r) in nodes.iter().zip(&reports) {
@@ -242,7 +243,39 @@ impl AdminGrpc {
                 replicas,
             });
         }
-        Ok((info, infos, shards, meta))
+        Ok(Gathered {
+            info,
+            nodes: infos,
+            shards,
+            meta,
+            snapshot_bytes_sent,
+        })
+    }
+}
+
+/// The cluster as every node's report shows it.
+struct Gathered {
+    info: apb::ClusterInfo,
+    nodes: Vec<apb::NodeInfo>,
+    /// Every data shard, from its leader's report.
+    shards: Vec<apb::ShardInfo>,
+    /// The meta group.
+    meta: apb::ShardInfo,
+    /// Snapshot bytes sent, summed over the nodes that answered.
+    snapshot_bytes_sent: u64,
+}
+
+impl balancer::Observer for AdminGrpc {
+    async fn observe(&self) -> Vec<apb::ShardInfo> {
+        let Ok(nodes) = self.cluster.nodes() else {
+            return Vec::new();
+        };
+        let nodes: Vec<NodeRecord> = nodes
+            .into_iter()
+            .filter(|n| n.state != NodeState::Removed)
+            .collect();
+        let reports = self.reports(&nodes).await;
+        merge(self.cluster.shards().get(), &reports).0
     }
 }
 
@@ -300,6 +333,7 @@ fn merge(
             term: x.term,
             replicas,
             revision: if x.leader { x.revision } else { 0 },
+            approx_bytes: x.approx_bytes,
         }
     };
     ((0..shards).map(info).collect(), info(META_SHARD))
@@ -327,6 +361,7 @@ fn node_from(req: &apb::JoinRequest) -> Result<NodeRecord, Status> {
         http_addr: req.http_addr.clone(),
         rack: req.rack.clone(),
         state: NodeState::Active,
+        weight: req.weight.max(1),
         evacuate_leaders: false,
     })
 }
@@ -369,7 +404,13 @@ impl apb::admin_server::Admin for AdminGrpc {
         &self,
         _req: Request<apb::ClusterStatusRequest>,
     ) -> Result<Response<apb::ClusterStatusResponse>, Status> {
-        let (cluster, nodes, shards, meta) = self.gather().await?;
+        let Gathered {
+            info: cluster,
+            nodes,
+            shards,
+            meta,
+            ..
+        } = self.gather().await?;
         Ok(Response::new(apb::ClusterStatusResponse {
             cluster: Some(cluster),
             nodes,
@@ -382,7 +423,12 @@ impl apb::admin_server::Admin for AdminGrpc {
         &self,
         _req: Request<apb::ShardMapRequest>,
     ) -> Result<Response<apb::ShardMapResponse>, Status> {
-        let (cluster, nodes, shards, _) = self.gather().await?;
+        let Gathered {
+            info: cluster,
+            nodes,
+            shards,
+            ..
+        } = self.gather().await?;
         Ok(Response::new(apb::ShardMapResponse {
             cluster: Some(cluster),
             nodes,
@@ -446,6 +492,61 @@ impl apb::admin_server::Admin for AdminGrpc {
             .map_err(|e| Status::deadline_exceeded(format!("leadership did not move: {e}")))?;
         Ok(Response::new(apb::TransferLeaderResponse {
             leader_id: m.current_leader.unwrap_or(0),
+        }))
+    }
+
+    async fn pause_rebalance(
+        &self,
+        req: Request<apb::PauseRebalanceRequest>,
+    ) -> Result<Response<apb::PlanResponse>, Status> {
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .pause_rebalance(req.into_inner())
+                .await;
+        }
+        let paused = req.get_ref().paused;
+        let plan = self
+            .cluster
+            .update_plan(self.clock.now_ms(), |p| {
+                (p.paused != paused).then(|| {
+                    let mut next = p.clone();
+                    next.paused = paused;
+                    next.epoch += 1;
+                    next
+                })
+            })
+            .await
+            .map_err(status)?;
+        tracing::info!(paused, epoch = plan.epoch, "rebalance pause changed");
+        Ok(Response::new(apb::PlanResponse {
+            placement_epoch: plan.epoch,
+            paused: plan.paused,
+        }))
+    }
+
+    async fn cancel_rebalance(
+        &self,
+        req: Request<apb::CancelRebalanceRequest>,
+    ) -> Result<Response<apb::PlanResponse>, Status> {
+        if !self.meta_leader_here()? {
+            return self
+                .meta_leader_client()?
+                .cancel_rebalance(req.into_inner())
+                .await;
+        }
+        let shards = self.gather().await?.shards;
+        let plan = self
+            .cluster
+            .update_plan(self.clock.now_ms(), |p| {
+                Some(balancer::cancelled(p, &shards))
+            })
+            .await
+            .map_err(status)?;
+        tracing::info!(epoch = plan.epoch, "rebalance cancelled");
+        Ok(Response::new(apb::PlanResponse {
+            placement_epoch: plan.epoch,
+            paused: plan.paused,
         }))
     }
 
@@ -517,19 +618,38 @@ impl apb::admin_server::Admin for AdminGrpc {
             0 => Duration::from_secs(300),
             s => Duration::from_secs(u64::from(s)),
         };
-        let (info, _, shards, _) = self.gather().await?;
+        let Gathered {
+            info,
+            shards,
+            snapshot_bytes_sent,
+            ..
+        } = self.gather().await?;
         let nodes = self.cluster.nodes().map_err(status)?;
-        let gap = rebalance::measure(&shards, &nodes, info.replication_factor);
+        let plan = meta::read_plan(self.cluster.engine())
+            .map_err(|e| Status::internal(e.to_string()))?
+            .unwrap_or_default();
+        let destination = balancer::destination(&nodes, info.replication_factor, &plan);
+        let gap = rebalance::measure(&shards, &nodes, &destination, &plan);
+        // A rebalance is what follows a change of the nodes (a join, a
+        // drain, a failure, a weight): progress counts from there.
+        let shape: Vec<_> = nodes
+            .iter()
+            .map(|n| (n.id, n.state, n.weight, &n.rack, n.evacuate_leaders))
+            .collect();
+        let key = xxhash_rust::xxh3::xxh3_64(format!("{shape:?}").as_bytes());
         let mut tracker = self
             .rebalance
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let r = tracker.observe(
-            info.placement_epoch,
+        let mut r = tracker.observe(
+            key,
             &gap,
+            snapshot_bytes_sent,
             std::time::Instant::now(),
             stall_after,
         );
+        r.placement_epoch = plan.epoch;
+        r.paused = plan.paused;
         Ok(Response::new(r))
     }
 
@@ -547,7 +667,7 @@ impl apb::admin_server::Admin for AdminGrpc {
         // Count what the node still holds from every node's report; a node
         // that cannot be asked may still hold replicas, so its report being
         // missing does not count as "holds none" for itself.
-        let (_, _, shards, _) = self.gather().await?;
+        let shards = self.gather().await?.shards;
         let held = shards
             .iter()
             .filter(|s| s.replicas.iter().any(|r| r.node_id == id))

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::admin::v1 as apb;
 
-use crate::cluster::meta::{NodeRecord, NodeState};
-use crate::cluster::placement;
+use crate::cluster::balance::ShardPlacement;
+use crate::cluster::meta::{NodeRecord, NodeState, PlacementPlan};
 
 /// Distance of the cluster from its target placement at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,9 +16,14 @@ pub struct Gap {
     /// Replica moves still needed: for each shard, the larger of replicas to
     /// add and replicas to drop.
     pub moves: u32,
+    /// Shards whose replicas are changing right now.
+    pub in_flight: u32,
+    /// Approximate shard data still to copy: each replica to add costs its
+    /// shard's size.
+    pub bytes: u64,
     /// Learners still behind their leader.
     pub catching_up: u32,
-    /// Shards led by a node that should not lead them.
+    /// Shards not led by their planned leader.
     pub leaders_to_move: u32,
     /// Shards without a leader.
     pub leaderless: u32,
@@ -26,13 +31,14 @@ pub struct Gap {
     pub example: Option<String>,
 }
 
-/// Measures `shards` (merged reports) against the placement over `nodes`.
-pub fn measure(shards: &[apb::ShardInfo], nodes: &[NodeRecord], rf: u32) -> Gap {
-    let active: Vec<u64> = nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active)
-        .map(|n| n.id)
-        .collect();
+/// Measures `shards` (merged reports) against `destination`, the balanced
+/// placement the plan is heading for, and the plan's current step.
+pub fn measure(
+    shards: &[apb::ShardInfo],
+    nodes: &[NodeRecord],
+    destination: &[ShardPlacement],
+    plan: &PlacementPlan,
+) -> Gap {
     let no_lead: BTreeSet<u64> = nodes
         .iter()
         .filter(|n| n.evacuate_leaders || n.state != NodeState::Active)
@@ -46,9 +52,10 @@ pub fn measure(shards: &[apb::ShardInfo], nodes: &[NodeRecord], rf: u32) -> Gap 
                 .get_or_insert_with(|| format!("shard {} has no leader", s.shard));
             continue;
         }
-        let target: BTreeSet<u64> = placement::replicas(s.shard, &active, rf)
-            .into_iter()
-            .collect();
+        let wanted = destination
+            .get(s.shard as usize)
+            .map_or(&[][..], |p| p.replicas.as_slice());
+        let target: BTreeSet<u64> = wanted.iter().copied().collect();
         let voters: BTreeSet<u64> = s
             .replicas
             .iter()
@@ -58,6 +65,11 @@ pub fn measure(shards: &[apb::ShardInfo], nodes: &[NodeRecord], rf: u32) -> Gap 
         let add = target.difference(&voters).count() as u32;
         let drop = voters.difference(&target).count() as u32;
         gap.moves += add.max(drop);
+        gap.bytes += u64::from(add) * s.approx_bytes;
+        let planned: BTreeSet<u64> = plan.of(s.shard).iter().copied().collect();
+        if planned != voters || s.replicas.iter().any(|r| !r.voter) {
+            gap.in_flight += 1;
+        }
         let behind: Vec<u64> = s
             .replicas
             .iter()
@@ -65,7 +77,8 @@ pub fn measure(shards: &[apb::ShardInfo], nodes: &[NodeRecord], rf: u32) -> Gap 
             .map(|r| r.node_id)
             .collect();
         gap.catching_up += behind.len() as u32;
-        if no_lead.contains(&s.leader_id) {
+        let preferred = wanted.iter().find(|n| !no_lead.contains(n));
+        if no_lead.contains(&s.leader_id) || preferred.is_some_and(|&p| p != s.leader_id) {
             gap.leaders_to_move += 1;
         }
         if add.max(drop) > 0 {
@@ -91,33 +104,42 @@ pub fn measure(shards: &[apb::ShardInfo], nodes: &[NodeRecord], rf: u32) -> Gap 
 /// Progress between calls, kept by the node that answers them.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    epoch: u64,
-    /// Most moves seen outstanding since the epoch changed.
+    /// Identifies the destination being tracked; a new one starts afresh.
+    key: u64,
+    /// Most moves seen outstanding since the destination changed.
     total: u32,
+    /// Snapshot bytes the cluster had sent when the destination changed.
+    sent_at_start: u64,
     /// Moves outstanding at the last call, and when that number last fell.
     last: u32,
     last_progress: Option<Instant>,
-    /// Where the rate is measured from: (instant, moves outstanding).
-    since: Option<(Instant, u32)>,
+    /// Where the rates are measured from: (instant, moves outstanding,
+    /// snapshot bytes sent).
+    since: Option<(Instant, u32, u64)>,
 }
 
 impl Tracker {
-    /// Records `gap` at `epoch` and answers with the progress figures.
+    /// Records `gap` towards the destination identified by `key`, with
+    /// `sent` snapshot bytes sent so far over the cluster, and answers with
+    /// the progress figures (the caller fills in the plan's epoch and pause
+    /// flag).
     pub fn observe(
         &mut self,
-        epoch: u64,
+        key: u64,
         gap: &Gap,
+        sent: u64,
         now: Instant,
         stall_after: Duration,
     ) -> apb::RebalanceStatusResponse {
         let outstanding = gap.moves + gap.leaders_to_move;
-        if epoch != self.epoch || self.since.is_none() {
+        if key != self.key || self.since.is_none() {
             *self = Tracker {
-                epoch,
+                key,
                 total: outstanding,
+                sent_at_start: sent,
                 last: outstanding,
                 last_progress: Some(now),
-                since: Some((now, outstanding)),
+                since: Some((now, outstanding, sent)),
             };
         }
         self.total = self.total.max(outstanding);
@@ -126,16 +148,21 @@ impl Tracker {
         }
         if outstanding > self.last {
             // New work (a node failed, say): measure the rate afresh.
-            self.since = Some((now, outstanding));
+            self.since = Some((now, outstanding, sent));
         }
         self.last = outstanding;
-        let (rate, eta) = match self.since {
-            Some((t0, m0)) if m0 > outstanding => {
+        let (rate, bytes_rate, eta) = match self.since {
+            Some((t0, m0, s0)) if m0 > outstanding => {
                 let secs = now.duration_since(t0).as_secs_f64().max(0.001);
                 let rate = f64::from(m0 - outstanding) / secs;
-                (rate, (f64::from(outstanding) / rate).ceil() as u64)
+                let bytes_rate = sent.saturating_sub(s0) as f64 / secs;
+                (
+                    rate,
+                    bytes_rate,
+                    (f64::from(outstanding) / rate).ceil() as u64,
+                )
             }
-            _ => (0.0, 0),
+            _ => (0.0, 0.0, 0),
         };
         let idle_for = self
             .last_progress
@@ -153,7 +180,7 @@ impl Tracker {
             String::new()
         };
         apb::RebalanceStatusResponse {
-            placement_epoch: epoch,
+            placement_epoch: 0,
             moves_total: self.total,
             moves_done: self.total - outstanding,
             moves_remaining: outstanding,
@@ -164,6 +191,11 @@ impl Tracker {
             stalled,
             stalled_reason,
             shards_without_leader: gap.leaderless,
+            paused: false,
+            moves_in_flight: gap.in_flight,
+            bytes_remaining: gap.bytes,
+            bytes_moved: sent.saturating_sub(self.sent_at_start),
+            bytes_per_second: bytes_rate,
         }
     }
 }
@@ -175,6 +207,7 @@ mod tests {
     fn gap(moves: u32) -> Gap {
         Gap {
             moves,
+            bytes: u64::from(moves) * 1000,
             example: Some("shard 3 waits".into()),
             ..Gap::default()
         }
@@ -185,15 +218,17 @@ mod tests {
         let mut t = Tracker::default();
         let t0 = Instant::now();
         let stall = Duration::from_secs(10);
-        let r = t.observe(7, &gap(10), t0, stall);
+        let r = t.observe(7, &gap(10), 500, t0, stall);
         assert_eq!(
             (r.moves_total, r.moves_done, r.moves_remaining),
             (10, 0, 10)
         );
-        let r = t.observe(7, &gap(6), t0 + Duration::from_secs(2), stall);
+        let r = t.observe(7, &gap(6), 4500, t0 + Duration::from_secs(2), stall);
         assert_eq!((r.moves_done, r.moves_remaining), (4, 6));
         assert!((r.moves_per_second - 2.0).abs() < 1e-9);
         assert_eq!(r.eta_seconds, 3);
+        assert_eq!((r.bytes_moved, r.bytes_remaining), (4000, 6000));
+        assert!((r.bytes_per_second - 2000.0).abs() < 1e-6);
         assert!(!r.stalled);
     }
 
@@ -202,10 +237,10 @@ mod tests {
         let mut t = Tracker::default();
         let t0 = Instant::now();
         let stall = Duration::from_secs(5);
-        t.observe(1, &gap(4), t0, stall);
-        let r = t.observe(1, &gap(4), t0 + Duration::from_secs(4), stall);
+        t.observe(1, &gap(4), 0, t0, stall);
+        let r = t.observe(1, &gap(4), 0, t0 + Duration::from_secs(4), stall);
         assert!(!r.stalled);
-        let r = t.observe(1, &gap(4), t0 + Duration::from_secs(6), stall);
+        let r = t.observe(1, &gap(4), 0, t0 + Duration::from_secs(6), stall);
         assert!(r.stalled);
         assert!(
             r.stalled_reason.contains("shard 3 waits"),
@@ -213,7 +248,7 @@ mod tests {
             r.stalled_reason
         );
         // Done is never stalled, and a new epoch starts a new plan.
-        let r = t.observe(2, &gap(0), t0 + Duration::from_secs(60), stall);
+        let r = t.observe(2, &gap(0), 0, t0 + Duration::from_secs(60), stall);
         assert!(!r.stalled);
         assert_eq!(r.moves_total, 0);
     }

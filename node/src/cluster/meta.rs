@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::balance::ShardPlacement;
 use crate::partition::ShardId;
 use crate::raft::ShardRequest;
 use crate::state_machine::{Command, CommandOp, ShardState};
@@ -25,6 +26,7 @@ pub const MAX_META_VOTERS: usize = 5;
 
 const CLUSTER_KEY: &[u8] = b"cluster";
 const NODE_PREFIX: &[u8] = b"node/";
+const PLAN_KEY: &[u8] = b"placement";
 
 /// A cluster's identity, fixed at bootstrap.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,10 +66,43 @@ pub struct NodeRecord {
     pub rack: String,
     /// State.
     pub state: NodeState,
+    /// Relative capacity (1 = normal): placement gives a node a share of
+    /// replicas and leaderships proportional to it.
+    #[serde(default = "unit_weight")]
+    pub weight: u32,
     /// Leaderships are kept off this node (set before a restart, cleared
     /// after); it still holds its replicas.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub evacuate_leaders: bool,
+}
+
+/// The placement the balancer has committed to: every shard's target
+/// replicas, preferred leader first. Shard leaders move their shards to it;
+/// the balancer (on the meta leader) changes it a few shards at a time, and
+/// records each change here before any replica moves, so a crash or a new
+/// meta leader resumes exactly where the last one stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPlan {
+    /// Bumped by every change.
+    pub epoch: u64,
+    /// Target replicas of shard `i`, preferred leader first.
+    pub shards: Vec<ShardPlacement>,
+    /// No new moves start while set (moves in flight finish).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+impl PlacementPlan {
+    /// The target of `shard` (empty when the plan does not cover it).
+    pub fn of(&self, shard: ShardId) -> &[u64] {
+        self.shards
+            .get(shard as usize)
+            .map_or(&[], |s| s.replicas.as_slice())
+    }
+}
+
+fn unit_weight() -> u32 {
+    1
 }
 
 fn node_key(id: u64) -> Vec<u8> {
@@ -76,12 +111,16 @@ fn node_key(id: u64) -> Vec<u8> {
     k
 }
 
-fn get(engine: &Engine, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+fn get_record(engine: &Engine, key: &[u8]) -> Result<Option<Record>, StorageError> {
     let cf = engine.cf(CF_DATA)?;
     match engine.db().get_cf(cf, data_key(META_SHARD, key))? {
-        Some(bytes) => Ok(Some(Record::decode(&bytes)?.value)),
+        Some(bytes) => Ok(Some(Record::decode(&bytes)?)),
         None => Ok(None),
     }
+}
+
+fn get(engine: &Engine, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    Ok(get_record(engine, key)?.map(|r| r.value))
 }
 
 fn json<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, StorageError> {
@@ -118,6 +157,76 @@ pub fn read_nodes(engine: &Engine) -> Result<Vec<NodeRecord>, StorageError> {
     }
     it.status()?;
     Ok(out)
+}
+
+/// The committed placement plan (as this node's meta replica has it), if
+/// the cluster has one yet.
+///
+/// # Errors
+/// Storage failure or an unreadable record.
+pub fn read_plan(engine: &Engine) -> Result<Option<PlacementPlan>, StorageError> {
+    get(engine, PLAN_KEY)?
+        .map(|b| json("placement", &b))
+        .transpose()
+}
+
+/// The committed placement plan with the meta revision that last wrote it
+/// (the condition for replacing it, see [`replace_plan`]).
+///
+/// # Errors
+/// Storage failure or an unreadable record.
+pub fn read_plan_versioned(engine: &Engine) -> Result<Option<(PlacementPlan, u64)>, StorageError> {
+    get_record(engine, PLAN_KEY)?
+        .map(|r| Ok((json("placement", &r.value)?, r.meta.mod_revision)))
+        .transpose()
+}
+
+/// The command that records `plan` when the stored plan is still the one
+/// written at meta revision `written_at` (0: when there is none), so a
+/// writer working from a stale read changes nothing. See
+/// [`plan_replaced`] for the outcome.
+///
+/// # Errors
+/// Serialisation failure.
+pub fn replace_plan(
+    plan: &PlacementPlan,
+    written_at: u64,
+    now_ms: u64,
+) -> Result<ShardRequest, StorageError> {
+    let v = serde_json::to_vec(plan).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    Ok(ShardRequest::from_command(&Command {
+        shard: META_SHARD,
+        now_ms,
+        op: CommandOp::Txn(pb::TxnRequest {
+            compares: vec![pb::Compare {
+                key: PLAN_KEY.to_vec(),
+                target: pb::compare::Target::ModRevision as i32,
+                op: pb::compare::Op::Equal as i32,
+                number: written_at,
+                ..Default::default()
+            }],
+            success: vec![pb::TxnOp {
+                op: Some(pb::txn_op::Op::Put(pb::PutRequest {
+                    key: PLAN_KEY.to_vec(),
+                    value: v,
+                    ..Default::default()
+                })),
+            }],
+            ..Default::default()
+        }),
+        request_id: Vec::new(),
+    }))
+}
+
+/// Whether a [`replace_plan`] command wrote its plan.
+pub fn plan_replaced(resp: &crate::raft::ShardResponse) -> bool {
+    use prost::Message as _;
+    match &resp.outcome {
+        Some(Ok(crate::state_machine::EncodedOutput::Txn(b))) => {
+            pb::TxnResponse::decode(b.as_slice()).is_ok_and(|t| t.succeeded)
+        }
+        _ => false,
+    }
 }
 
 /// The meta group's revision: changes with every meta write, so it serves as

@@ -16,10 +16,11 @@
 //!   state, and on demand when a peer's leader sends a shard this node was
 //!   just given (up-replication needs nothing else on the receiving side).
 
+pub mod balance;
+pub mod balancer;
 pub mod heartbeat;
 pub mod lifecycle;
 pub mod meta;
-pub mod placement;
 pub mod reconciler;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -102,6 +103,10 @@ pub struct ClusterOptions {
     pub http_addr: String,
     /// Rack or zone.
     pub rack: String,
+    /// Relative capacity (placement weight).
+    pub weight: u32,
+    /// Replica move limits.
+    pub rebalance: balancer::RebalanceTuning,
     /// Raft timing.
     pub tuning: RaftTuning,
     /// Counts snapshots installed on this node.
@@ -220,12 +225,13 @@ impl Cluster {
         opts: ClusterOptions,
     ) -> Result<Arc<Self>, ClusterError> {
         let config = Arc::new(opts.tuning.config()?);
+        let peers = Peers::batched(opts.rebalance.rate_bytes_per_sec);
         let cluster = Arc::new(Self {
             opts,
             engine,
             shards,
             progress,
-            peers: Peers::batched(),
+            peers,
             config,
             groups: RwLock::default(),
             creating: tokio::sync::Mutex::new(()),
@@ -348,6 +354,7 @@ impl Cluster {
             http_addr: self.opts.http_addr.clone(),
             rack: self.opts.rack.clone(),
             state: NodeState::Active,
+            weight: self.opts.weight,
             evacuate_leaders: false,
         }
     }
@@ -372,6 +379,19 @@ impl Cluster {
         self.propose(META_SHARD, meta::put_cluster(record, now_ms)?, 0)
             .await?;
         self.propose(META_SHARD, meta::put_node(&self.self_record(), now_ms)?, 0)
+            .await?;
+        // Every shard starts here; the balancer spreads them as nodes join.
+        // (Written only if absent, so a repeated bootstrap keeps the plan.)
+        let plan = meta::PlacementPlan {
+            epoch: 1,
+            shards: (0..self.shards.get())
+                .map(|_| balance::ShardPlacement {
+                    replicas: vec![self.opts.node_id],
+                })
+                .collect(),
+            paused: false,
+        };
+        self.propose(META_SHARD, meta::replace_plan(&plan, 0, now_ms)?, 0)
             .await?;
         Ok(())
     }
@@ -462,22 +482,18 @@ impl Cluster {
         self.group(shard).is_some_and(|r| r.is_leader())
     }
 
-    /// Nodes that should hold `shard`, from this node's meta replica.
+    /// Nodes that should hold `shard` (the placement plan's target, from
+    /// this node's meta replica).
     fn placement_of(&self, shard: ShardId) -> Vec<NodeRecord> {
-        let (Ok(Some(c)), Ok(nodes)) = (
-            meta::read_cluster(&self.engine),
+        let (Ok(Some(plan)), Ok(nodes)) = (
+            meta::read_plan(&self.engine),
             meta::read_nodes(&self.engine),
         ) else {
             return Vec::new();
         };
-        let active: Vec<u64> = nodes
+        plan.of(shard)
             .iter()
-            .filter(|n| n.state == NodeState::Active)
-            .map(|n| n.id)
-            .collect();
-        placement::replicas(shard, &active, c.replication_factor)
-            .into_iter()
-            .filter_map(|id| nodes.iter().find(|n| n.id == id).cloned())
+            .filter_map(|id| nodes.iter().find(|n| n.id == *id).cloned())
             .collect()
     }
 

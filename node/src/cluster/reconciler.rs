@@ -1,8 +1,9 @@
-//! Brings every shard this node leads to its target replicas and leader.
+//! Brings every shard this node leads to its target replicas and leader,
+//! as the committed placement plan (see [`super::balancer`]) names them.
 //!
 //! Each node runs this loop; it acts only on shards it leads, so exactly one
 //! node acts on a shard at a time. For a shard whose voters differ from the
-//! placement's target it adds the missing nodes as learners (they catch up
+//! plan's target it adds the missing nodes as learners (they catch up
 //! from the log or a snapshot), and once all of them have caught up replaces
 //! the voter set in one joint-consensus change. A shard already at its target
 //! hands leadership to its preferred leader (the placement's first node) once
@@ -19,8 +20,8 @@ use std::time::Duration;
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use tokio::sync::watch;
 
-use super::meta::{self, META_SHARD, NodeState};
-use super::{Cluster, placement};
+use super::Cluster;
+use super::meta::{self, META_SHARD};
 use crate::partition::ShardId;
 use crate::raft::network::ShardRaftHandle;
 
@@ -47,18 +48,10 @@ pub async fn run(cluster: Arc<Cluster>, mut stop: watch::Receiver<bool>) {
 /// # Errors
 /// The meta records could not be read.
 pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError> {
-    let Some(record) = meta::read_cluster(cluster.engine())? else {
+    let Some(plan) = meta::read_plan(cluster.engine())? else {
         return Ok(());
     };
     let nodes = meta::read_nodes(cluster.engine())?;
-    let active: Vec<u64> = nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active)
-        .map(|n| n.id)
-        .collect();
-    if active.is_empty() {
-        return Ok(());
-    }
     // Nodes whose leaderships are being evacuated (before a restart).
     let no_leaders: BTreeSet<u64> = nodes
         .iter()
@@ -75,9 +68,12 @@ pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError
         if !raft.is_leader() {
             continue;
         }
-        let target = placement::replicas(shard, &active, record.replication_factor);
+        let target = plan.of(shard);
+        if target.is_empty() {
+            continue;
+        }
         let addr_of = |id: u64| nodes.iter().find(|n| n.id == id).map(|n| n.addr.clone());
-        if let Err(e) = converge(cluster, shard, &raft, &target, &no_leaders, addr_of).await {
+        if let Err(e) = converge(cluster, shard, &raft, target, &no_leaders, addr_of).await {
             tracing::info!(shard, error = %e, "placement step deferred");
         }
     }
@@ -155,6 +151,15 @@ async fn converge(
                 .await
                 .map_err(|e| e.to_string())?;
         }
+        return Ok(());
+    }
+    // Learners the plan no longer wants (a cancelled move).
+    let stray: BTreeSet<u64> = learners.difference(&wanted).copied().collect();
+    if !stray.is_empty() {
+        tracing::info!(shard, ?stray, "dropping learners the plan no longer wants");
+        raft.change_membership(ChangeMembers::RemoveNodes(stray), false)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok(());
     }
     if let Some(&preferred) = target.iter().find(|n| !no_leaders.contains(n))

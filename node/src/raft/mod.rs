@@ -13,6 +13,7 @@ pub mod log_store;
 pub mod network;
 pub mod snapshot;
 pub mod state_machine;
+pub mod throttle;
 pub mod types;
 
 pub use types::{ShardRaft, ShardRequest, ShardResponse};

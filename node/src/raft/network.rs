@@ -41,6 +41,7 @@ pub struct Peers {
     channels: Arc<Mutex<HashMap<u64, (String, Channel)>>>,
     batchers: Arc<Mutex<HashMap<u64, Batcher>>>,
     batching: bool,
+    snapshot_throttle: Arc<super::throttle::Throttle>,
 }
 
 /// Most messages in one batch.
@@ -74,12 +75,19 @@ impl RemoteError {
 
 impl Peers {
     /// Peers whose entry-less AppendEntries to the same peer travel together
-    /// in one `AppendBatch` call.
-    pub fn batched() -> Self {
+    /// in one `AppendBatch` call, and whose snapshot streams together send at
+    /// most `snapshot_bytes_per_sec` (0: unlimited).
+    pub fn batched(snapshot_bytes_per_sec: u64) -> Self {
         Self {
             batching: true,
+            snapshot_throttle: Arc::new(super::throttle::Throttle::new(snapshot_bytes_per_sec)),
             ..Self::default()
         }
+    }
+
+    /// Snapshot bytes this node has sent to other nodes since it started.
+    pub fn snapshot_bytes_sent(&self) -> u64 {
+        self.snapshot_throttle.sent()
     }
 
     /// Sends `msg` in the next batch to peer `id`.
@@ -375,9 +383,12 @@ impl RaftNetworkV2<ShardRaft> for ShardNetwork {
         {
             let progress = progress.clone();
             let target = self.target;
+            let throttle = self.peers.snapshot_throttle.clone();
             tokio::task::spawn_blocking(move || {
                 // A read failure ends the stream early; the peer refuses it.
-                if let Err(e) = snapshot::send_pieces(shard, opened, &tx, start, &progress) {
+                if let Err(e) =
+                    snapshot::send_pieces(shard, opened, &tx, start, &progress, &throttle)
+                {
                     tracing::warn!(shard, target, error = %e, "reading a snapshot to send failed");
                 }
             });

@@ -884,6 +884,7 @@ pub fn send_pieces(
     tx: &tokio::sync::mpsc::Sender<rpb::SnapshotChunk>,
     start: std::time::Instant,
     progress: &AtomicU64,
+    throttle: &super::throttle::Throttle,
 ) -> io::Result<()> {
     use rpb::snapshot_chunk::Body;
     let mark = || progress.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -891,6 +892,9 @@ pub fn send_pieces(
         let mut offset = 0u64;
         while offset < f.len {
             let want = CHUNK_BYTES.min((f.len - offset) as usize);
+            throttle.wait_blocking(want as u64);
+            // Waiting for the throttle is progress, not a stalled peer.
+            mark();
             let mut data = vec![0u8; want];
             file.read_exact(&mut data)?;
             let chunk = rpb::SnapshotChunk {

@@ -811,10 +811,13 @@ mod tests {
         let opened = snap.snapshot.open().unwrap();
         // The sender blocks on the channel: off the runtime, as in `full_snapshot`.
         std::thread::scope(|s| {
-            s.spawn(|| snapshot::send_pieces(SHARD, opened, &tx, Instant::now(), &progress))
-                .join()
-                .unwrap()
-                .unwrap();
+            s.spawn(|| {
+                let unlimited = crate::raft::throttle::Throttle::default();
+                snapshot::send_pieces(SHARD, opened, &tx, Instant::now(), &progress, &unlimited)
+            })
+            .join()
+            .unwrap()
+            .unwrap();
         });
         drop(tx);
         let mut out = vec![header];

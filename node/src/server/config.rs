@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 
 use crate::cluster::RaftTuning;
+use crate::cluster::balancer::RebalanceTuning;
 use crate::kv::Limits;
 use crate::storage::SyncMode;
 
@@ -36,6 +37,9 @@ pub struct Config {
     pub join: Vec<String>,
     /// Rack or zone of this node.
     pub rack: Option<String>,
+    /// Relative capacity of this node (default 1): placement gives it a
+    /// share of replicas and leaderships proportional to its weight.
+    pub weight: u32,
     /// Durability of acknowledged writes (default `fsync`).
     pub sync: SyncMode,
     /// RocksDB block cache in bytes (default 256 MiB).
@@ -52,6 +56,8 @@ pub struct Config {
     pub limits: Limits,
     /// Raft timing and log compaction (cluster members).
     pub raft: RaftTuning,
+    /// How fast replicas move (cluster members).
+    pub rebalance: RebalanceTuning,
 }
 
 impl Default for Config {
@@ -68,6 +74,7 @@ impl Default for Config {
             replication_factor: 3,
             join: Vec::new(),
             rack: None,
+            weight: 1,
             sync: SyncMode::Fsync,
             block_cache_bytes: 256 << 20,
             row_cache_bytes: 0,
@@ -76,6 +83,7 @@ impl Default for Config {
             log_format: "text".into(),
             limits: Limits::default(),
             raft: RaftTuning::default(),
+            rebalance: RebalanceTuning::default(),
         }
     }
 }
@@ -120,6 +128,17 @@ pub struct Cli {
     /// Rack or zone name.
     #[arg(long, env = "CAIRN_RACK")]
     pub rack: Option<String>,
+    /// Relative capacity of this node (default 1).
+    #[arg(long, env = "CAIRN_WEIGHT")]
+    pub weight: Option<u32>,
+    /// Most replica moves in flight at once, cluster-wide (the meta
+    /// leader's setting applies).
+    #[arg(long, env = "CAIRN_REBALANCE_MAX_MOVES")]
+    pub rebalance_max_moves: Option<u32>,
+    /// Most snapshot bytes per second this node sends to replicas being
+    /// created (0 = unlimited).
+    #[arg(long, env = "CAIRN_REBALANCE_RATE_BYTES")]
+    pub rebalance_rate_bytes: Option<u64>,
     /// Write durability: fsync (default) or buffered.
     #[arg(long, env = "CAIRN_SYNC")]
     pub sync: Option<SyncMode>,
@@ -207,6 +226,7 @@ impl Config {
             shards,
             replication_factor,
             join,
+            weight,
             sync,
             block_cache_bytes,
             row_cache_bytes,
@@ -226,6 +246,12 @@ impl Config {
         }
         if let Some(v) = cli.raft_election_timeout_ms {
             c.raft.election_timeout_ms = v;
+        }
+        if let Some(v) = cli.rebalance_max_moves {
+            c.rebalance.max_moves = v;
+        }
+        if let Some(v) = cli.rebalance_rate_bytes {
+            c.rebalance.rate_bytes_per_sec = v;
         }
         if let Some(v) = cli.raft_snapshot_logs {
             c.raft.snapshot_logs = v;
@@ -263,6 +289,17 @@ impl Config {
                 "raft election-timeout-ms ({}) must be at least twice heartbeat-interval-ms ({}), which must be above 0",
                 self.raft.election_timeout_ms, self.raft.heartbeat_interval_ms
             )));
+        }
+        if self.weight == 0 || self.weight > 1000 {
+            return Err(ConfigError::Invalid(format!(
+                "weight {} is out of range (1 to 1000)",
+                self.weight
+            )));
+        }
+        if self.rebalance.max_moves == 0 {
+            return Err(ConfigError::Invalid(
+                "rebalance max-moves must be at least 1".into(),
+            ));
         }
         if self.raft.snapshot_logs < 10 {
             return Err(ConfigError::Invalid(

@@ -168,6 +168,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 .unwrap_or_else(|| grpc_addr.to_string()),
             http_addr: http_addr.to_string(),
             rack: config.rack.clone().unwrap_or_default(),
+            weight: config.weight,
+            rebalance: config.rebalance,
             tuning: config.raft,
             snapshot_installs: metrics.raft_snapshots_installed.clone(),
         };
@@ -208,9 +210,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let reflection = reflection
         .build_v1()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
-    let admin = cluster
+    let admin_service = cluster
         .as_ref()
-        .map(|c| AdminGrpc::new(c.clone(), clock.clone()).into_server());
+        .map(|c| AdminGrpc::new(c.clone(), clock.clone()));
+    let admin = admin_service.clone().map(AdminGrpc::into_server);
     let transport = cluster.as_ref().map(|c| {
         RaftTransportService::shared(c.clone() as Arc<dyn crate::raft::network::GroupHost>)
             .into_server()
@@ -290,6 +293,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             c.clone(),
             stop_rx.clone(),
         )));
+        if let Some(admin) = admin_service {
+            background.push(tokio::spawn(crate::cluster::balancer::run(
+                c.clone(),
+                admin,
+                config.rebalance,
+                clock.clone(),
+                stop_rx.clone(),
+            )));
+        }
     }
     drop(stop_rx);
     ready.store(true, Ordering::SeqCst);
@@ -381,6 +393,7 @@ async fn join_until_admitted(
         addr: me.addr,
         http_addr: me.http_addr,
         rack: me.rack,
+        weight: me.weight,
     };
     let mut pause = Duration::from_millis(200);
     loop {

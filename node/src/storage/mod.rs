@@ -214,6 +214,21 @@ impl Engine {
             .ok_or_else(|| StorageError::Corrupt(format!("column family {name} is missing")))
     }
 
+    /// Approximate on-disk bytes of `shard`'s records (flushed data only;
+    /// 0 when unknown): what copying the shard to a new replica costs.
+    pub fn approximate_shard_bytes(&self, shard: crate::partition::ShardId) -> u64 {
+        let Ok(cf) = self.cf(CF_DATA) else {
+            return 0;
+        };
+        let start = keys::shard_start(shard);
+        let end = keys::shard_end(shard).unwrap_or_else(|| vec![0xff; 5]);
+        self.db
+            .get_approximate_sizes_cf(&cf, &[rocksdb::Range::new(&start, &end)])
+            .first()
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Reads a value from the `meta` column family.
     ///
     /// # Errors
