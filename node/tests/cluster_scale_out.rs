@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cairn_client::Client;
+use cairn_proto::admin::v1 as apb;
 use cairn_proto::kv::v1 as pb;
-use cairn_testkit::cluster::{ClusterSpec, LocalCluster};
+use cairn_testkit::cluster::{ClusterSpec, LocalCluster, admin};
 use common::history::{History, check_history, spawn_writers};
 
 const GROUPS: usize = 1000;
@@ -94,6 +95,40 @@ async fn scaling_from_three_to_five_nodes_under_load_loses_nothing() {
         .collect();
     eprintln!("replicas and leaders per node after scale-out: {per_node:?}");
     assert_eq!(per_node.iter().map(|(_, r, _)| r).sum::<u32>(), 16 * 3);
+
+    // The nodes shards moved off delete those replicas: every node ends up
+    // hosting exactly the shards whose groups name it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = cluster.status().await.unwrap();
+        let mut stray = Vec::new();
+        for node in &cluster.nodes {
+            let report = admin(node)
+                .await
+                .unwrap()
+                .node_report(apb::NodeReportRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            for r in report.replicas.iter().filter(|r| r.shard != u32::MAX) {
+                let member = status.shards[r.shard as usize]
+                    .replicas
+                    .iter()
+                    .any(|x| x.node_id == report.node_id);
+                if !member {
+                    stray.push((report.node_id, r.shard));
+                }
+            }
+        }
+        if stray.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas left behind on (node, shard): {stray:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     stop.store(true, Ordering::Relaxed);
     for w in writers {

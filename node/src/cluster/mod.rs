@@ -22,6 +22,7 @@ pub mod heartbeat;
 pub mod lifecycle;
 pub mod meta;
 pub mod reconciler;
+pub mod replica_gc;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -36,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use crate::commit::ShardProgress;
 use crate::partition::{ShardCount, ShardId};
 use crate::raft::log_store::{ShardLogStore, raft_meta_key};
-use crate::raft::network::{GroupHost, Peers, RemoteError, ShardNetworkFactory, ShardRaftHandle};
+use crate::raft::network::{
+    GroupHost, MembershipView, Peers, RemoteError, ShardNetworkFactory, ShardRaftHandle,
+};
 use crate::raft::state_machine::ShardStateMachine;
 use crate::raft::{ShardRequest, ShardResponse};
 use crate::storage::{Engine, StorageError};
@@ -305,6 +308,41 @@ impl Cluster {
             .unwrap_or_default();
         v.sort_unstable();
         v
+    }
+
+    /// Stops this node's replica of `shard` and deletes it, leaving a
+    /// tombstone at membership index `removed_at` (see
+    /// [`crate::raft::removal`]). Only for a replica the group's committed
+    /// membership no longer names.
+    ///
+    /// # Errors
+    /// Storage failure (the replica is stopped either way).
+    pub async fn drop_replica(&self, shard: ShardId, removed_at: u64) -> Result<(), ClusterError> {
+        if shard == META_SHARD {
+            return Err(ClusterError::Config(
+                "the meta group is never dropped".into(),
+            ));
+        }
+        let _guard = self.creating.lock().await;
+        let raft = self.groups.write().ok().and_then(|mut g| g.remove(&shard));
+        if let Some(raft) = raft
+            && let Err(e) = raft.shutdown().await
+        {
+            tracing::warn!(shard, error = %e, "stopping a removed replica");
+        }
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::raft::removal::destroy(&engine, shard, removed_at)
+        })
+        .await
+        .map_err(|e| ClusterError::Storage(e.to_string()))?
+        .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        tracing::info!(
+            shard,
+            removed_at,
+            "deleted a replica removed from its group"
+        );
+        Ok(())
     }
 
     /// The group of `shard`, started now if needed.
@@ -727,5 +765,26 @@ impl GroupHost for Cluster {
 
     async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError> {
         Ok(Cluster::read_index(self, shard).await?)
+    }
+
+    async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError> {
+        let raft = self.group(shard).ok_or_else(|| RemoteError {
+            retryable: true,
+            message: format!("shard {shard} has no replica here"),
+        })?;
+        Ok(MembershipView::of(&raft))
+    }
+
+    async fn may_vote(&self, shard: ShardId) -> bool {
+        match crate::raft::removal::tombstone(&self.engine, shard) {
+            Ok(None) => true,
+            Ok(Some(removed_at)) => self
+                .group(shard)
+                .is_some_and(|g| MembershipView::of(&g).log_index > removed_at),
+            Err(e) => {
+                tracing::warn!(shard, error = %e, "reading a replica tombstone");
+                false
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod removal;
 pub mod snapshot;
 pub mod state_machine;
 pub mod throttle;

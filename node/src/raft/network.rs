@@ -169,6 +169,31 @@ impl Peers {
         decode::<Result<u64, RemoteError>>(&reply.payload).map_err(RemoteError::unreachable)?
     }
 
+    /// The membership of `shard` as peer `id` knows it.
+    ///
+    /// # Errors
+    /// The peer cannot be reached or holds no replica.
+    pub async fn membership(
+        &self,
+        id: u64,
+        addr: &str,
+        shard: ShardId,
+    ) -> Result<MembershipView, RemoteError> {
+        let mut client = self.client(id, addr).map_err(RemoteError::unreachable)?;
+        let mut msg = Request::new(rpb::RaftMessage {
+            shard,
+            payload: Vec::new(),
+        });
+        msg.set_timeout(std::time::Duration::from_secs(5));
+        let reply = client
+            .membership(msg)
+            .await
+            .map_err(RemoteError::unreachable)?
+            .into_inner();
+        decode::<Result<MembershipView, RemoteError>>(&reply.payload)
+            .map_err(RemoteError::unreachable)?
+    }
+
     /// A channel to peer `id` at `addr`, for other services on the same connection.
     ///
     /// # Errors
@@ -464,6 +489,46 @@ pub trait GroupHost: Send + Sync + 'static {
     ) -> Result<ShardResponse, RemoteError>;
     /// The read index of `shard` (leader only).
     async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError>;
+    /// The membership of `shard` as this replica knows it.
+    async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError>;
+    /// Whether this node may answer a vote request of `shard`: not when it
+    /// removed its replica of the group and has not been given a newer
+    /// membership since (a replica with no log would vote for anyone).
+    async fn may_vote(&self, shard: ShardId) -> bool;
+}
+
+/// A replica's view of its group's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MembershipView {
+    /// The answering replica leads the group.
+    pub leader: bool,
+    /// Log index of the membership config (0: none yet).
+    pub log_index: u64,
+    /// The config is committed (applied on the answering replica).
+    pub committed: bool,
+    /// Voters and learners.
+    pub members: Vec<u64>,
+}
+
+impl MembershipView {
+    /// The view of `raft`.
+    pub fn of(raft: &ShardRaftHandle) -> Self {
+        use openraft::async_runtime::watch::WatchReceiver as _;
+        let m = raft.metrics().borrow_watched().clone();
+        let stored = &m.membership_config;
+        let log_index = stored.log_id().as_ref().map_or(0, |l| l.index());
+        let applied = m.last_applied.as_ref().map_or(0, |l| l.index());
+        let membership = stored.membership();
+        Self {
+            leader: m.state == openraft::ServerState::Leader,
+            log_index,
+            committed: applied >= log_index && membership.get_joint_config().len() == 1,
+            members: membership
+                .voter_ids()
+                .chain(membership.learner_ids())
+                .collect(),
+        }
+    }
 }
 
 fn not_hosted(shard: ShardId) -> RemoteError {
@@ -498,6 +563,15 @@ impl GroupHost for ShardGroups {
             .await
             .map(|l| l.read_log_id().index())
             .map_err(RemoteError::unreachable)
+    }
+
+    async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        Ok(MembershipView::of(&raft))
+    }
+
+    async fn may_vote(&self, _shard: ShardId) -> bool {
+        true
     }
 }
 
@@ -568,6 +642,12 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
+        if !self.host.may_vote(m.shard).await {
+            return Err(Status::failed_precondition(format!(
+                "this node's replica of shard {} was removed from the group; it does not vote",
+                m.shard
+            )));
+        }
         let raft = self.group(m.shard).await?;
         let r = raft.vote(request(&m)?).await.map_err(|e| e.to_string());
         reply(m.shard, &r)
@@ -657,6 +737,15 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
         let r = self.host.read_index(m.shard).await;
+        reply(m.shard, &r)
+    }
+
+    async fn membership(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.host.membership(m.shard).await;
         reply(m.shard, &r)
     }
 }

@@ -293,6 +293,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             c.clone(),
             stop_rx.clone(),
         )));
+        background.push(tokio::spawn(crate::cluster::replica_gc::run(
+            c.clone(),
+            stop_rx.clone(),
+        )));
         if let Some(admin) = admin_service {
             background.push(tokio::spawn(crate::cluster::balancer::run(
                 c.clone(),
