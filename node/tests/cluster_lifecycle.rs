@@ -524,3 +524,34 @@ async fn a_rebalance_can_be_paused_cancelled_and_resumed() {
     assert!(!r.paused && r.moves_remaining == 0, "{r:?}");
     assert!(r.bytes_moved > 0, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_without_room_on_the_other_nodes_is_refused() {
+    // Every node may hold 2 MB; each ends up with about 3 MiB.
+    let mut spec = ClusterSpec::new(4, 8);
+    spec.args
+        .extend(["--capacity-bytes", "2000000"].map(String::from));
+    let cluster = LocalCluster::start(spec).await.unwrap();
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    let value = vec![b'v'; 4 << 10];
+    for i in 0..1000 {
+        client
+            .put(cairn_proto::kv::v1::PutRequest {
+                key: format!("key-{i}").into_bytes(),
+                value: value.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("load");
+    }
+    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let err = a
+        .drain_node(apb::NodeRequest { node_id: 4 })
+        .await
+        .expect_err("no room for node 4's data");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(error_code(&err), "not_enough_capacity", "{err:?}");
+    assert!(err.message().contains("MiB"), "{}", err.message());
+    let s = cluster.status().await.unwrap();
+    assert_eq!(state_of(&s, 4), apb::NodeState::Active as i32);
+}

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use crate::api::rebalance::{self, Tracker};
 use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
+use crate::cluster::lifecycle::NodeRoom;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
 use crate::cluster::{Cluster, ClusterError, balancer};
 use crate::partition::ShardId;
@@ -186,10 +187,13 @@ impl AdminGrpc {
                 },
             });
         }
+        let (data_bytes, free_bytes) = self.cluster.data_and_room();
         apb::NodeReportResponse {
             node_id: self.cluster.node_id(),
             replicas,
             snapshot_bytes_sent: self.cluster.peers().snapshot_bytes_sent(),
+            data_bytes,
+            free_bytes,
         }
     }
 
@@ -557,7 +561,21 @@ impl apb::admin_server::Admin for AdminGrpc {
         self.lifecycle(
             req,
             async |mut leader, r| leader.drain_node(r).await,
-            async |cluster, id, now| cluster.drain(id, now).await,
+            async |cluster, id, now| {
+                let nodes = cluster.nodes()?;
+                let room: Vec<NodeRoom> = self
+                    .reports(&nodes)
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .map(|r| NodeRoom {
+                        id: r.node_id,
+                        data_bytes: r.data_bytes,
+                        free_bytes: r.free_bytes,
+                    })
+                    .collect();
+                cluster.drain(id, &room, now).await
+            },
         )
         .await
     }

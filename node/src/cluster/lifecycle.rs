@@ -36,6 +36,58 @@ pub fn declared_dead(id: u64) -> ClusterError {
     }
 }
 
+/// A node's data and the room it has for more, from its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeRoom {
+    /// Node id.
+    pub id: u64,
+    /// Estimated live data on it.
+    pub data_bytes: u64,
+    /// Room for more (free disk or what is left of its capacity).
+    pub free_bytes: u64,
+}
+
+/// Share of the others' free room a drain may fill: the rest is headroom
+/// for compactions and for the data that keeps arriving.
+pub const DRAIN_FILL: f64 = 0.9;
+
+/// Refuses draining `id` when the other active nodes that reported have
+/// less room, less headroom, than the data it holds. A node that did not
+/// report is not counted on; when `id` itself did not report, nothing is
+/// known and the drain goes ahead.
+///
+/// # Errors
+/// [`ClusterError::Refused`] with code `not_enough_capacity`.
+pub fn check_room(id: u64, nodes: &[NodeRecord], room: &[NodeRoom]) -> Result<(), ClusterError> {
+    let Some(leaving) = room.iter().find(|r| r.id == id) else {
+        return Ok(());
+    };
+    let active = |n: u64| {
+        nodes
+            .iter()
+            .any(|x| x.id == n && x.state == NodeState::Active)
+    };
+    let free: u64 = room
+        .iter()
+        .filter(|r| r.id != id && active(r.id))
+        .map(|r| r.free_bytes)
+        .sum();
+    let usable = (free as f64 * DRAIN_FILL) as u64;
+    if leaving.data_bytes > usable {
+        return Err(ClusterError::Refused {
+            code: "not_enough_capacity",
+            message: format!(
+                "node {id} holds about {} MiB, but the other active nodes have room for {} MiB ({}% of their {} MiB free); add a node or raise --capacity-bytes first",
+                leaving.data_bytes >> 20,
+                usable >> 20,
+                (DRAIN_FILL * 100.0) as u32,
+                free >> 20
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Whether a node in `state` is refused when it tries to take part.
 pub fn fenced(state: NodeState) -> bool {
     matches!(state, NodeState::Removed | NodeState::Dead)
@@ -80,12 +132,18 @@ impl Cluster {
 
     /// Starts draining node `id`: it stops being a placement target, so its
     /// replicas and leaderships move to the other active nodes. Idempotent.
-    /// Must run on the meta leader.
+    /// Must run on the meta leader. `room` is what the nodes that answered
+    /// report about their data and free room.
     ///
     /// # Errors
     /// Unknown or removed node; fewer active nodes than the replication
-    /// factor would remain.
-    pub async fn drain(&self, id: u64, now_ms: u64) -> Result<NodeState, ClusterError> {
+    /// factor would remain; not enough room on the others for its data.
+    pub async fn drain(
+        &self,
+        id: u64,
+        room: &[NodeRoom],
+        now_ms: u64,
+    ) -> Result<NodeState, ClusterError> {
         self.meta_leader()?;
         let (node, nodes) = self.node_record(id)?;
         match node.state {
@@ -95,6 +153,7 @@ impl Cluster {
             NodeState::Active => {}
         }
         self.check_enough_left(id, &nodes, "draining")?;
+        check_room(id, &nodes, room)?;
         tracing::info!(node = id, "draining node");
         self.set_state(node, NodeState::Draining, now_ms).await
     }
@@ -294,5 +353,66 @@ impl Cluster {
                 .map_err(raft_err)?;
         }
         Ok(NodeState::Removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            id,
+            addr: String::new(),
+            http_addr: String::new(),
+            rack: String::new(),
+            state,
+            weight: 1,
+            evacuate_leaders: false,
+        }
+    }
+
+    fn room(id: u64, data_bytes: u64, free_bytes: u64) -> NodeRoom {
+        NodeRoom {
+            id,
+            data_bytes,
+            free_bytes,
+        }
+    }
+
+    #[test]
+    fn a_drain_needs_room_on_the_other_active_nodes() {
+        let nodes = [
+            node(1, NodeState::Active),
+            node(2, NodeState::Active),
+            node(3, NodeState::Active),
+            node(4, NodeState::Draining),
+        ];
+        // 2 × 500 free, 90% usable = 900.
+        let reports = [
+            room(1, 900, 0),
+            room(2, 0, 500),
+            room(3, 0, 500),
+            room(4, 0, 10_000),
+        ];
+        assert!(check_room(1, &nodes, &reports).is_ok());
+        let more = [
+            room(1, 901, 0),
+            room(2, 0, 500),
+            room(3, 0, 500),
+            room(4, 0, 10_000),
+        ];
+        match check_room(1, &nodes, &more) {
+            Err(ClusterError::Refused { code, message }) => {
+                assert_eq!(code, "not_enough_capacity");
+                assert!(message.contains("node 1"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A node that did not report is not counted on; the leaving node
+        // not reporting means nothing is known.
+        assert!(check_room(1, &nodes, &[room(1, 1, 0), room(2, 0, 500)]).is_ok());
+        assert!(check_room(1, &nodes, &[room(1, 1000, 0), room(2, 0, 500)]).is_err());
+        assert!(check_room(1, &nodes, &[room(2, 0, 0)]).is_ok());
     }
 }

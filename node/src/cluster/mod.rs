@@ -108,6 +108,8 @@ pub struct ClusterOptions {
     pub rack: String,
     /// Relative capacity (placement weight).
     pub weight: u32,
+    /// Bytes of data this node may hold (0: bounded by the disk only).
+    pub capacity_bytes: u64,
     /// Replica move limits.
     pub rebalance: balancer::RebalanceTuning,
     /// Raft timing.
@@ -308,6 +310,18 @@ impl Cluster {
             .unwrap_or_default();
         v.sort_unstable();
         v
+    }
+
+    /// Estimated live data on this node and the room it has for more (free
+    /// disk, or what is left of the configured capacity if that is less).
+    pub fn data_and_room(&self) -> (u64, u64) {
+        let data = self.engine.data_bytes();
+        let disk = self.engine.disk_free_bytes();
+        let room = match self.opts.capacity_bytes {
+            0 => disk,
+            cap => disk.min(cap.saturating_sub(data)),
+        };
+        (data, room)
     }
 
     /// Stops this node's replica of `shard` and deletes it, leaving a

@@ -40,6 +40,9 @@ pub struct Config {
     /// Relative capacity of this node (default 1): placement gives it a
     /// share of replicas and leaderships proportional to its weight.
     pub weight: u32,
+    /// Bytes of data this node may hold (0: as much as the disk has room
+    /// for). Drains are refused when the other nodes lack room.
+    pub capacity_bytes: u64,
     /// Durability of acknowledged writes (default `fsync`).
     pub sync: SyncMode,
     /// RocksDB block cache in bytes (default 256 MiB).
@@ -75,6 +78,7 @@ impl Default for Config {
             join: Vec::new(),
             rack: None,
             weight: 1,
+            capacity_bytes: 0,
             sync: SyncMode::Fsync,
             block_cache_bytes: 256 << 20,
             row_cache_bytes: 0,
@@ -131,6 +135,9 @@ pub struct Cli {
     /// Relative capacity of this node (default 1).
     #[arg(long, env = "CAIRN_WEIGHT")]
     pub weight: Option<u32>,
+    /// Bytes of data this node may hold (default 0: the disk's free space).
+    #[arg(long, env = "CAIRN_CAPACITY_BYTES")]
+    pub capacity_bytes: Option<u64>,
     /// Most replica moves in flight at once, cluster-wide (the meta
     /// leader's setting applies).
     #[arg(long, env = "CAIRN_REBALANCE_MAX_MOVES")]
@@ -227,6 +234,7 @@ impl Config {
             replication_factor,
             join,
             weight,
+            capacity_bytes,
             sync,
             block_cache_bytes,
             row_cache_bytes,

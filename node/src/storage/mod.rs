@@ -229,6 +229,28 @@ impl Engine {
             .unwrap_or(0)
     }
 
+    /// Estimated bytes of live records on this node (every shard, flushed
+    /// and in memtables): what moving all its replicas elsewhere needs.
+    pub fn data_bytes(&self) -> u64 {
+        let Ok(cf) = self.cf(CF_DATA) else {
+            return 0;
+        };
+        [
+            "rocksdb.estimate-live-data-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ]
+        .iter()
+        .filter_map(|p| self.db.property_int_value_cf(&cf, *p).ok().flatten())
+        .sum()
+    }
+
+    /// Free bytes on the file system of the data directory (0 when unknown).
+    pub fn disk_free_bytes(&self) -> u64 {
+        nix::sys::statvfs::statvfs(self.data_dir.as_path())
+            .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
+            .unwrap_or(0)
+    }
+
     /// Reads a value from the `meta` column family.
     ///
     /// # Errors
