@@ -154,3 +154,111 @@ async fn scaling_from_three_to_five_nodes_under_load_loses_nothing() {
         .expect("get");
     assert_eq!(sample.kv.map(|kv| kv.value), Some(b"v777-42".to_vec()));
 }
+
+/// Measurement, not a check (run by hand, see docs/BENCHMARKS.md): how fast
+/// a fourth node is filled when the cluster holds a gigabyte.
+/// `cargo nextest run -p cairn-node --test cluster_scale_out --run-ignored only --no-capture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that writes 1 GiB (x3 replicas)"]
+async fn measure_the_rebalance_rate_with_a_gigabyte() {
+    // Compacted logs make new replicas catch up by snapshot, as they do
+    // once shards are big; no throttle, the default move limit.
+    let mut spec = ClusterSpec::new(3, 16);
+    spec.args
+        .extend(["--raft-snapshot-logs", "50", "--rebalance-rate-bytes", "0"].map(String::from));
+    let mut cluster = LocalCluster::start(spec).await.unwrap();
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    const BATCHES: usize = 4096;
+    const PER_BATCH: usize = 256;
+    const VALUE: usize = 1024;
+    let loading = Instant::now();
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for b in (t..BATCHES).step_by(8) {
+                    let ops = (0..PER_BATCH)
+                        .map(|i| pb::WriteOp {
+                            op: Some(pb::write_op::Op::Put(pb::PutRequest {
+                                key: format!("{{b{b:05}}}/k{i:03}").into_bytes(),
+                                // Incompressible, like most real values
+                                // after client-side encoding.
+                                value: (0..VALUE / 8)
+                                    .flat_map(|j| {
+                                        xxhash_rust::xxh3::xxh3_64(
+                                            format!("{b}/{i}/{j}").as_bytes(),
+                                        )
+                                        .to_be_bytes()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            })),
+                        })
+                        .collect();
+                    client
+                        .batch(pb::BatchRequest {
+                            ops,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("loading batch {b}: {e}"));
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let loaded = (BATCHES * PER_BATCH * VALUE) as f64;
+    eprintln!(
+        "loaded {:.0} MiB in {:.1}s",
+        loaded / 1048576.0,
+        loading.elapsed().as_secs_f64()
+    );
+    let sent_before = sent(&cluster).await;
+    let started = Instant::now();
+    cluster.add_node().unwrap();
+    let settled = cluster
+        .wait_balanced(Duration::from_secs(1800))
+        .await
+        .expect("balanced");
+    let secs = started.elapsed().as_secs_f64();
+    let moved = sent(&cluster).await - sent_before;
+    // Logical data node 4 now holds: its share of the replicas.
+    let held = loaded
+        * f64::from(
+            settled
+                .nodes
+                .iter()
+                .find(|n| n.id == 4)
+                .map_or(0, |n| n.replicas),
+        )
+        / 16.0;
+    eprintln!(
+        "node 4 took {:.0} MiB of data: {:.1} MiB/s",
+        held / 1048576.0,
+        held / 1048576.0 / secs
+    );
+    let replicas: Vec<(u64, u32)> = settled.nodes.iter().map(|n| (n.id, n.replicas)).collect();
+    eprintln!(
+        "node 4 filled in {secs:.1}s: {:.0} MiB of snapshots sent, {:.1} MiB/s; replicas per node {replicas:?}",
+        moved as f64 / 1048576.0,
+        moved as f64 / 1048576.0 / secs
+    );
+}
+
+/// Snapshot bytes every node has sent so far.
+async fn sent(cluster: &LocalCluster) -> u64 {
+    let mut total = 0;
+    for node in cluster.nodes.iter().filter(|n| n.is_running()) {
+        total += admin(node)
+            .await
+            .unwrap()
+            .node_report(apb::NodeReportRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .snapshot_bytes_sent;
+    }
+    total
+}
