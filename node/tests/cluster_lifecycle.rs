@@ -520,8 +520,19 @@ async fn a_rebalance_can_be_paused_cancelled_and_resumed() {
         assert!(Instant::now() < deadline, "not balanced: {counts:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let r = status(&mut a).await;
-    assert!(!r.paused && r.moves_remaining == 0, "{r:?}");
+    // Leaderships settle last.
+    let r = loop {
+        let r = status(&mut a).await;
+        if r.moves_remaining == 0 {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leaderships did not settle: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(!r.paused, "{r:?}");
     assert!(r.bytes_moved > 0, "{r:?}");
 }
 

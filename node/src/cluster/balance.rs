@@ -8,22 +8,35 @@
 //!    eligible nodes, and on distinct racks when there are at least that
 //!    many racks.
 //! 2. Each node holds its weighted share of the replicas and of the
-//!    leaderships, within ±1. A share is capped where the rules above make
-//!    it unreachable (a node holds at most one replica per shard; with rack
-//!    spreading a rack holds at most one replica per shard), and the
-//!    excess goes to the others by weight.
-//! 3. Nothing moves that need not move: replicas on eligible nodes stay,
-//!    missing replicas go where there is the most room, and balancing moves
-//!    one replica from the most loaded node to the least loaded one at a
-//!    time, so a node joining or leaving moves about the minimum
-//!    (`S·RF/N`), not a reshuffle.
+//!    leaderships, within ±1 (`floor(share) ..= ceil(share)`). A share is
+//!    capped where the rules above make it unreachable (a node holds at
+//!    most one replica per shard; with rack spreading a rack holds at most
+//!    one replica per shard), and the excess goes to the others by weight.
+//! 3. Nothing moves that need not move: of all placements meeting 1 and 2,
+//!    the one keeping the most current replicas, so a node joining or
+//!    leaving moves the minimum, not a reshuffle; then the one keeping the
+//!    most current leaders.
+//!
+//! Rules 1–3 are solved as two minimum-cost flows (the solver is in
+//! `balance/flow.rs`), not by greedy moves, which get stuck above the
+//! minimum with weights or racks: first the replicas, exactly (balanced
+//! and the fewest moves, leader changes only approximated as a
+//! tie-breaker), then the leaders among them, exactly (balanced and the
+//! fewest changes for those replicas). A plan is a fixed point: fed back
+//! as the current placement it comes out unchanged.
 //!
 //! Ties are broken by a hash of (shard, node), which spreads choices evenly
 //! without depending on the order of the inputs.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
+
+use flow::{EdgeId, Network};
+
+mod flow;
 
 /// A node as placement sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +51,9 @@ pub struct NodeSpec {
     pub eligible: bool,
 }
 
-/// Where one shard lives.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Where one shard lives. Serializable because the plan is stored in the
+/// meta group (as JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardPlacement {
     /// Nodes holding a replica, the leader first.
     pub replicas: Vec<u64>,
@@ -53,24 +67,57 @@ impl ShardPlacement {
 }
 
 /// The target placement of shards `0..current.len()` with `rf` replicas
-/// each, starting from `current` (missing or empty entries for new shards).
+/// each, starting from `current` (empty entries for new shards; ids of
+/// unknown or ineligible nodes, duplicates and surplus replicas are
+/// allowed and dropped as needed).
+///
+/// Replicas that stay keep their order after the leader, new ones follow,
+/// so feeding the result back in returns it unchanged.
 pub fn target(nodes: &[NodeSpec], current: &[ShardPlacement], rf: u32) -> Vec<ShardPlacement> {
     let mut eligible: Vec<&NodeSpec> = nodes.iter().filter(|n| n.eligible).collect();
-    eligible.sort_by_key(|n| n.id);
+    // Sorted on every field, so even duplicated ids (invalid input) give
+    // the same result whatever the input order.
+    eligible.sort_by(|a, b| (a.id, &a.rack, a.weight).cmp(&(b.id, &b.rack, b.weight)));
     eligible.dedup_by_key(|n| n.id);
     let shards = current.len();
     if eligible.is_empty() {
         return vec![ShardPlacement::default(); shards];
     }
     let rf = (rf as usize).min(eligible.len()).max(1);
-    let racks: BTreeSet<&str> = eligible.iter().map(|n| n.rack.as_str()).collect();
-    let spread_racks = racks.len() >= rf && racks.len() > 1;
-    let mut plan = Plan::new(&eligible, shards, rf, spread_racks);
-    plan.keep(current);
-    plan.fill();
-    plan.balance_replicas();
-    plan.choose_leaders(current);
-    plan.into_placement()
+    let layout = Layout::new(&eligible, shards, rf);
+    // Current holders as node indices, eligible only, each once, in order.
+    let held: Vec<Vec<usize>> = current
+        .iter()
+        .map(|p| {
+            let mut out: Vec<usize> = Vec::new();
+            for i in p.replicas.iter().filter_map(|&id| layout.index(id)) {
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+            }
+            out
+        })
+        .collect();
+    // The current leader counts only while it is eligible: the next
+    // replica listed is no better a successor than any other.
+    let led: Vec<Option<usize>> = current
+        .iter()
+        .map(|p| p.leader().and_then(|id| layout.index(id)))
+        .collect();
+    let replicas = layout.replicas(&held, &led);
+    let leaders = layout.leaders(&replicas, &led);
+    replicas
+        .into_iter()
+        .zip(leaders)
+        .map(|(mut holders, leader)| {
+            if let Some(pos) = leader.and_then(|l| holders.iter().position(|&h| h == l)) {
+                holders[..=pos].rotate_right(1);
+            }
+            ShardPlacement {
+                replicas: holders.into_iter().map(|i| layout.ids[i]).collect(),
+            }
+        })
+        .collect()
 }
 
 /// Hash of (shard, node): the deterministic tie-breaker.
@@ -79,18 +126,6 @@ fn score(shard: usize, node: u64) -> u64 {
     buf[..8].copy_from_slice(&(shard as u64).to_be_bytes());
     buf[8..].copy_from_slice(&node.to_be_bytes());
     xxh3_64(&buf)
-}
-
-/// Width, in replicas, of the load buckets `fill` treats as equal.
-const FILL_BUCKET: f64 = 4.0;
-
-/// `excess` rounded down to a multiple of `width` (unchanged for 0).
-fn bucket(excess: f64, width: f64) -> f64 {
-    if width > 0.0 {
-        (excess / width).floor()
-    } else {
-        excess
-    }
 }
 
 /// Weighted shares of `total` items over `weights`, each capped by its
@@ -133,490 +168,291 @@ fn shares(total: f64, weights: &[f64], caps: &[f64]) -> Vec<f64> {
     }
 }
 
-/// Working state of one placement computation.
-struct Plan {
-    /// Eligible node ids, ascending.
-    ids: Vec<u64>,
-    rack: BTreeMap<u64, String>,
-    /// Weighted share of replicas per node and per rack, and of
-    /// leaderships per node.
-    replica_share: BTreeMap<u64, f64>,
-    rack_share: BTreeMap<String, f64>,
-    leader_share: BTreeMap<u64, f64>,
-    rf: usize,
-    /// Replica holders per shard (unordered until leaders are chosen).
-    holders: Vec<Vec<u64>>,
-    /// Replicas per node.
-    count: BTreeMap<u64, usize>,
-    /// Replicas not in the current placement, as (shard, node): moving one
-    /// of these again costs nothing, so balancing prefers them.
-    fresh: BTreeSet<(usize, u64)>,
+/// Lower and upper bound of a count that should be `share` within ±1:
+/// `floor(share) ..= ceil(share)`, with float noise (a share computed as
+/// 10.999999999 or 11.000000001) read as the integer it stands for.
+fn band(share: f64) -> (i64, i64) {
+    let eps = 1e-9 * share.abs().max(1.0);
+    let lo = (share + eps).floor();
+    let hi = (share - eps).ceil().max(lo);
+    // Float-to-int `as` saturates (and maps NaN to 0): total.
+    (lo as i64, hi as i64)
 }
 
-impl Plan {
-    fn new(eligible: &[&NodeSpec], shards: usize, rf: usize, spread_racks: bool) -> Self {
+/// Adds `vertex`'s edges to `sink` for a count banded by `(lo, hi)` and at
+/// most `max`: the first `lo` units are free, the next up to `hi` cost
+/// `unit` each, and any beyond `hi` (only when the band cannot be met)
+/// cost twice that. Filling every floor and respecting every ceiling thus
+/// outweighs any saving made elsewhere that costs less than `unit`.
+fn add_band(
+    g: &mut Network,
+    vertex: usize,
+    sink: usize,
+    (lo, hi): (i64, i64),
+    max: i64,
+    unit: i64,
+) {
+    let lo = lo.clamp(0, max);
+    let hi = hi.clamp(lo, max);
+    g.add_edge(vertex, sink, lo, 0);
+    g.add_edge(vertex, sink, hi - lo, unit);
+    g.add_edge(vertex, sink, max - hi, unit.saturating_mul(2));
+}
+
+/// Vertex numbering shared by both flows.
+const SOURCE: usize = 0;
+const SINK: usize = 1;
+
+/// The eligible nodes and their bands, for one placement computation.
+struct Layout {
+    /// Eligible node ids, ascending; a node's index here names it below.
+    ids: Vec<u64>,
+    /// Rack index of each node; every node its own rack when racks are
+    /// not spread (fewer racks than replicas).
+    rack: Vec<usize>,
+    racks: usize,
+    /// Whether replicas of a shard go to distinct racks.
+    spread: bool,
+    /// Replicas per shard.
+    rf: usize,
+    shards: usize,
+    /// Band of replicas and of leaderships per node.
+    replica_band: Vec<(i64, i64)>,
+    leader_band: Vec<(i64, i64)>,
+}
+
+impl Layout {
+    /// `eligible` sorted by id without duplicates, `rf` at most its length.
+    fn new(eligible: &[&NodeSpec], shards: usize, rf: usize) -> Self {
         let ids: Vec<u64> = eligible.iter().map(|n| n.id).collect();
-        let rack: BTreeMap<u64, String> = eligible
+        let names: BTreeSet<&str> = eligible.iter().map(|n| n.rack.as_str()).collect();
+        let spread = names.len() >= rf && names.len() > 1;
+        let rack: Vec<usize> = if spread {
+            let names: Vec<&str> = names.into_iter().collect();
+            eligible
+                .iter()
+                .map(|n| names.binary_search(&n.rack.as_str()).unwrap_or(0))
+                .collect()
+        } else {
+            (0..eligible.len()).collect()
+        };
+        let racks = rack.iter().max().map_or(0, |r| r + 1);
+        let weight: Vec<f64> = eligible
             .iter()
-            .map(|n| {
-                let r = if spread_racks {
-                    n.rack.clone()
-                } else {
-                    // Without enough racks, treat every node as its own.
-                    format!("node-{}", n.id)
-                };
-                (n.id, r)
-            })
+            .map(|n| f64::from(n.weight.max(1)))
             .collect();
-        let weight = |n: &NodeSpec| f64::from(n.weight.max(1));
         let s = shards as f64;
 
-        // Replicas: racks get their weighted share (at most one replica per
-        // shard each), then nodes share their rack's (at most S each).
-        let mut rack_weight: BTreeMap<&str, f64> = BTreeMap::new();
-        for n in eligible {
-            *rack_weight.entry(rack[&n.id].as_str()).or_default() += weight(n);
+        // Replicas: racks get their weighted share, at most one replica of
+        // each shard (without spreading every node is its own rack); then
+        // nodes share their rack's, again at most one per shard.
+        let mut rack_weight = vec![0.0; racks];
+        for (i, w) in weight.iter().enumerate() {
+            rack_weight[rack[i]] += w;
         }
-        let rack_names: Vec<&str> = rack_weight.keys().copied().collect();
-        // A rack (or, without spreading, a node) holds at most one replica
-        // of each shard.
-        let rack_caps = vec![s; rack_names.len()];
-        let rack_weights: Vec<f64> = rack_names.iter().map(|r| rack_weight[r]).collect();
-        let rack_total = shares(s * rf as f64, &rack_weights, &rack_caps);
-        let rack_share: BTreeMap<String, f64> = rack_names
-            .iter()
-            .zip(&rack_total)
-            .map(|(r, x)| (r.to_string(), *x))
-            .collect();
-        let mut replica_share = BTreeMap::new();
-        for (r, total) in rack_names.iter().zip(rack_total) {
-            let members: Vec<&&NodeSpec> = eligible.iter().filter(|n| rack[&n.id] == *r).collect();
-            let weights: Vec<f64> = members.iter().map(|n| weight(n)).collect();
+        let rack_total = shares(s * rf as f64, &rack_weight, &vec![s; racks]);
+        let mut replica_share = vec![0.0; ids.len()];
+        for (r, total) in rack_total.into_iter().enumerate() {
+            let members: Vec<usize> = (0..ids.len()).filter(|&i| rack[i] == r).collect();
+            let weights: Vec<f64> = members.iter().map(|&i| weight[i]).collect();
             let caps = vec![s; members.len()];
-            for (n, x) in members.iter().zip(shares(total, &weights, &caps)) {
-                replica_share.insert(n.id, x);
+            for (&i, x) in members.iter().zip(shares(total, &weights, &caps)) {
+                replica_share[i] = x;
             }
         }
         // Leaderships: weighted, at most the node's replicas.
-        let weights: Vec<f64> = eligible.iter().map(|n| weight(n)).collect();
-        let caps: Vec<f64> = eligible.iter().map(|n| replica_share[&n.id]).collect();
-        let leader_share = eligible
-            .iter()
-            .zip(shares(s, &weights, &caps))
-            .map(|(n, x)| (n.id, x))
-            .collect();
-        Plan {
-            count: ids.iter().map(|&id| (id, 0)).collect(),
-            ids,
+        let leader_share = shares(s, &weight, &replica_share);
+        Layout {
             rack,
-            replica_share,
-            rack_share,
-            leader_share,
+            racks,
+            spread,
             rf,
-            holders: vec![Vec::new(); shards],
-            fresh: BTreeSet::new(),
+            shards,
+            replica_band: replica_share.into_iter().map(band).collect(),
+            leader_band: leader_share.into_iter().map(band).collect(),
+            ids,
         }
     }
 
-    /// How far `node` is above its share (negative: below).
-    fn excess(&self, node: u64) -> f64 {
-        self.count[&node] as f64 - self.replica_share[&node]
+    /// Index of node `id`, when it is eligible.
+    fn index(&self, id: u64) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
     }
 
-    /// Whether `node` may take a replica of `shard` that `leaving` gives up.
-    fn may_take(&self, shard: usize, node: u64, leaving: Option<u64>) -> bool {
-        if self.holders[shard].contains(&node) {
-            return false;
+    /// Node indices in the order shard `shard` prefers them when nothing
+    /// else decides: by the (shard, node) hash, so ties spread evenly and
+    /// a shard's partners vary from shard to shard.
+    fn preference(&self, shard: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        order.sort_by_key(|&i| (Reverse(score(shard, self.ids[i])), i));
+        order
+    }
+
+    /// Each shard's replica holders (node indices), by one min-cost flow:
+    ///
+    /// source → shard (RF units) → (shard, rack) (1 unit, when racks are
+    /// spread) → node (1 unit: one replica per node and shard) → sink
+    /// (the node's band, see [`add_band`]).
+    ///
+    /// A (shard, node) unit costs `K` (more than all the cheaper units
+    /// together) when the replica is new, so the cheapest flow fills every
+    /// node's band first, then moves the fewest replicas, which no sequence
+    /// of greedy moves can promise.
+    ///
+    /// Among plans moving the fewest, it saves leader changes (2 per unit
+    /// otherwise, so a plan's extra cost counts changes it will likely
+    /// need):
+    /// - a node keeping a replica of a shard it leads pays 0, for as many
+    ///   such shards as it may still lead (its leadership ceiling: a vertex
+    ///   per node carries these units, the first `ceil` free), and 3 beyond
+    ///   that: it must hand those leaderships over anyway, and handing one
+    ///   over with the replica (to the node taking it) beats giving up a
+    ///   replica it does not lead, which would force a change elsewhere;
+    /// - a node short of its leadership floor pays 1 for a replica (kept
+    ///   or new) of a shard whose leader must hand it over (led beyond its
+    ///   ceiling, or by a node that is gone), for as many as it is short:
+    ///   there it can take the leadership in one change.
+    fn replicas(&self, held: &[Vec<usize>], led: &[Option<usize>]) -> Vec<Vec<usize>> {
+        let (n, shards, racks) = (self.ids.len(), self.shards, self.racks);
+        let shard_v = |s: usize| 2 + s;
+        let node_v = |i: usize| 2 + shards + i;
+        let lead_v = |i: usize| 2 + shards + n + i;
+        let gain_v = |i: usize| 2 + shards + 2 * n + i;
+        let rack_v = |s: usize, r: usize| 2 + shards + 3 * n + s * racks + r;
+        let vertices = 2 + shards + 3 * n + if self.spread { shards * racks } else { 0 };
+        let mut g = Network::new(vertices);
+        let slots = (shards * self.rf) as i64;
+        let new_cost = slots.saturating_mul(3).saturating_add(1);
+        let unit = new_cost
+            .saturating_add(3)
+            .saturating_mul(slots)
+            .saturating_add(1);
+        // Leaderships now, and how many each node must give up or gain.
+        let mut leading = vec![0i64; n];
+        for &l in led.iter().flatten() {
+            leading[l] += 1;
         }
-        let rack = &self.rack[&node];
-        !self.holders[shard]
-            .iter()
-            .filter(|&&h| Some(h) != leaving)
-            .any(|h| &self.rack[h] == rack)
-    }
-
-    /// Keeps current replicas on eligible nodes (one per rack when racks
-    /// are spread, at most RF, the current leader first).
-    fn keep(&mut self, current: &[ShardPlacement]) {
-        for (shard, placement) in current.iter().enumerate() {
-            for &node in &placement.replicas {
-                if self.holders[shard].len() >= self.rf || !self.count.contains_key(&node) {
-                    continue;
-                }
-                if self.may_take(shard, node, None) {
-                    self.holders[shard].push(node);
-                    *self.count.entry(node).or_default() += 1;
-                }
-            }
-        }
-    }
-
-    /// Gives every shard its missing replicas, on the nodes furthest below
-    /// their share.
-    fn fill(&mut self) {
-        for shard in 0..self.holders.len() {
-            // A shard placed from scratch spreads its partners (coarse
-            // buckets); a shard that lost a replica refills exactly where
-            // the need is greatest, which keeps a join or leave near the
-            // minimum of moves.
-            let width = if self.holders[shard].is_empty() {
-                FILL_BUCKET
-            } else {
-                0.0
-            };
-            while self.holders[shard].len() < self.rf {
-                // The rack furthest below its share, then its node furthest
-                // below its own.
-                let rack_excess = |n: u64| {
-                    let r = &self.rack[&n];
-                    self.rack_count(r) - self.rack_share[r]
-                };
-                let best = self
-                    .ids
-                    .iter()
-                    .copied()
-                    .filter(|&n| self.may_take(shard, n, None))
-                    .min_by(|&a, &b| {
-                        // A node whose share is a replica of every shard
-                        // must get them all: it comes first.
-                        let full =
-                            |n: u64| self.replica_share[&n] < self.holders.len() as f64 - 0.5;
-                        full(a).cmp(&full(b)).then_with(|| {
-                            // Coarse buckets, so near-equal candidates are told
-                            // apart by the hash: replicas of different shards
-                            // then pair with varied partners, which keeps later
-                            // moves free to go anywhere (balancing evens out
-                            // what the buckets leave, moving only new replicas).
-                            bucket(rack_excess(a), width)
-                                .total_cmp(&bucket(rack_excess(b), width))
-                                .then_with(|| {
-                                    bucket(self.excess(a), width)
-                                        .total_cmp(&bucket(self.excess(b), width))
-                                })
-                                .then_with(|| score(shard, b).cmp(&score(shard, a)))
-                        })
-                    });
-                let Some(node) = best else { break };
-                self.holders[shard].push(node);
-                self.fresh.insert((shard, node));
-                *self.count.entry(node).or_default() += 1;
-            }
-        }
-    }
-
-    /// Moves replicas until every rack, then every node, holds its share
-    /// within ±1: first between racks (each move lands on the least loaded
-    /// node of the receiving rack, so a new node gets them directly), then
-    /// between nodes of the same rack, which never breaks rack spreading.
-    /// (Without rack spreading every node is its own rack.)
-    fn balance_replicas(&mut self) {
-        let limit = self.holders.len() * self.rf + self.ids.len();
-        for _ in 0..limit {
-            let moves = self.rack_moves();
-            if moves.is_empty() {
-                break;
-            }
-            for (shard, from, to) in moves {
-                self.move_replica(shard, from, to);
-            }
-        }
-        for _ in 0..limit {
-            let Some((shard, from, to)) = self.node_move() else {
-                break;
-            };
-            self.move_replica(shard, from, to);
-        }
-    }
-
-    fn move_replica(&mut self, shard: usize, from: u64, to: u64) {
-        if let Some(slot) = self.holders[shard].iter_mut().find(|h| **h == from) {
-            *slot = to;
-        }
-        self.fresh.remove(&(shard, from));
-        self.fresh.insert((shard, to));
-        *self.count.entry(from).or_default() -= 1;
-        *self.count.entry(to).or_default() += 1;
-    }
-
-    fn rack_count(&self, rack: &str) -> f64 {
-        self.ids
-            .iter()
-            .filter(|n| self.rack[n] == rack)
-            .map(|n| self.count[n] as f64)
-            .sum()
-    }
-
-    /// Replica moves between racks that bring a rack outside its band
-    /// (`floor(share) ..= ceil(share)`) closer to it: one direct move when
-    /// possible, else the shortest chain through other racks (each rack on
-    /// the way takes one replica and gives another, of a shard the next
-    /// rack lacks). Empty when every rack is in its band or nothing helps.
-    fn rack_moves(&self) -> Vec<(usize, u64, u64)> {
-        let racks: Vec<(&str, f64, f64)> = self
-            .rack_share
-            .iter()
-            .map(|(r, x)| (r.as_str(), self.rack_count(r), *x))
+        let over: Vec<bool> = (0..n).map(|i| leading[i] > self.leader_band[i].1).collect();
+        let short: Vec<i64> = (0..n)
+            .map(|i| (self.leader_band[i].0 - leading[i]).max(0))
             .collect();
-        let out = |c: f64, x: f64| c > x.ceil() || c < x.floor();
-        if !racks.iter().any(|&(_, c, x)| out(c, x)) {
-            return Vec::new();
-        }
-        let mut donors: Vec<&(&str, f64, f64)> =
-            racks.iter().filter(|(_, c, x)| *c > x.floor()).collect();
-        donors.sort_by(|a, b| (b.1 - b.2).total_cmp(&(a.1 - a.2)).then(a.0.cmp(b.0)));
-        let mut takers: Vec<&(&str, f64, f64)> =
-            racks.iter().filter(|(_, c, x)| *c < x.ceil()).collect();
-        takers.sort_by(|a, b| (a.1 - a.2).total_cmp(&(b.1 - b.2)).then(a.0.cmp(b.0)));
-        let useful = |(f, fc, fx): (&str, f64, f64), (t, tc, tx): (&str, f64, f64)| {
-            f != t && (out(fc, fx) || out(tc, tx)) && (fc - fx) - (tc - tx) > 1.0
-        };
-        for &&from in &donors {
-            for &&to in &takers {
-                if useful(from, to)
-                    && let Some(m) = self.move_between(from.0, to.0)
-                {
-                    return vec![m];
+        let mut pairs: Vec<(usize, usize, EdgeId)> = Vec::with_capacity(shards * self.rf * 2);
+        for s in 0..shards {
+            g.add_edge(SOURCE, shard_v(s), self.rf as i64, 0);
+            let handed_over = led[s].is_none_or(|l| over[l]);
+            // Where the (shard, node) unit goes, at what cost.
+            let to = |i: usize| {
+                let moved = if held[s].contains(&i) { 0 } else { new_cost };
+                if led[s] == Some(i) {
+                    (lead_v(i), 0)
+                } else if handed_over && short[i] > 0 {
+                    (gain_v(i), moved)
+                } else {
+                    (node_v(i), moved + 2)
                 }
-            }
-        }
-        for &&from in &donors {
-            for &&to in &takers {
-                if useful(from, to)
-                    && let Some(path) = self.rack_chain(from.0, to.0)
-                {
-                    return path;
-                }
-            }
-        }
-        Vec::new()
-    }
-
-    /// The shortest chain of single replica moves carrying one replica's
-    /// worth of load from rack `from` to rack `to` through other racks.
-    fn rack_chain(&self, from: &str, to: &str) -> Option<Vec<(usize, u64, u64)>> {
-        let names: Vec<&str> = self.rack_share.keys().map(String::as_str).collect();
-        let mut came_from: BTreeMap<&str, (&str, (usize, u64, u64))> = BTreeMap::new();
-        let mut queue = VecDeque::from([from]);
-        let mut seen = BTreeSet::from([from]);
-        while let Some(rack) = queue.pop_front() {
-            for &next in &names {
-                if seen.contains(next) {
-                    continue;
-                }
-                let Some(step) = self.move_between(rack, next) else {
-                    continue;
-                };
-                seen.insert(next);
-                came_from.insert(next, (rack, step));
-                if next == to {
-                    let mut path = Vec::new();
-                    let mut at = to;
-                    while let Some(&(prev, step)) = came_from.get(at) {
-                        path.push(step);
-                        at = prev;
-                    }
-                    path.reverse();
-                    return Some(path);
-                }
-                queue.push_back(next);
-            }
-        }
-        None
-    }
-
-    /// The best replica to move from rack `from` to rack `to`: from the
-    /// most loaded node of `from` holding a shard `to` lacks, to the least
-    /// loaded node of `to`.
-    fn move_between(&self, from: &str, to: &str) -> Option<(usize, u64, u64)> {
-        let mut best: Option<(bool, f64, u64, usize, u64, u64)> = None;
-        for (shard, holders) in self.holders.iter().enumerate() {
-            let Some(&giver) = holders.iter().find(|h| self.rack[*h] == from) else {
-                continue;
             };
-            if holders.iter().any(|h| self.rack[h] == to) {
-                continue;
-            }
-            let taker = self
-                .ids
-                .iter()
-                .copied()
-                .filter(|n| self.rack[n] == to)
-                .min_by(|&a, &b| {
-                    self.excess(a)
-                        .total_cmp(&self.excess(b))
-                        .then_with(|| score(shard, b).cmp(&score(shard, a)))
-                })?;
-            let fresh = self.fresh.contains(&(shard, giver));
-            let gap = self.excess(giver) - self.excess(taker);
-            let sc = score(shard, taker);
-            if best.is_none_or(|(f, d, s, ..)| (fresh, gap, sc) > (f, d, s)) {
-                best = Some((fresh, gap, sc, shard, giver, taker));
-            }
-        }
-        best.map(|(_, _, _, shard, giver, taker)| (shard, giver, taker))
-    }
-
-    /// One replica move between two nodes of the same rack that brings a
-    /// node outside its band closer to it.
-    fn node_move(&self) -> Option<(usize, u64, u64)> {
-        let out = |n: u64| {
-            let (c, x) = (self.count[&n] as f64, self.replica_share[&n]);
-            c > x.ceil() || c < x.floor()
-        };
-        if !self.ids.iter().any(|&n| out(n)) {
-            return None;
-        }
-        let mut donors: Vec<u64> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|&n| self.count[&n] as f64 > self.replica_share[&n].floor())
-            .collect();
-        donors.sort_by(|&a, &b| self.excess(b).total_cmp(&self.excess(a)).then(a.cmp(&b)));
-        let mut takers: Vec<u64> = self
-            .ids
-            .iter()
-            .copied()
-            .filter(|&n| (self.count[&n] as f64) < self.replica_share[&n].ceil())
-            .collect();
-        takers.sort_by(|&a, &b| self.excess(a).total_cmp(&self.excess(b)).then(a.cmp(&b)));
-        for &from in &donors {
-            for &to in &takers {
-                let same_rack = self.rack[&from] == self.rack[&to];
-                let helps = out(from) || out(to);
-                if from == to || !same_rack || !helps || self.excess(from) - self.excess(to) <= 1.0
-                {
-                    continue;
-                }
-                let shard = (0..self.holders.len())
-                    .filter(|&s| {
-                        self.holders[s].contains(&from) && self.may_take(s, to, Some(from))
-                    })
-                    .max_by_key(|&s| (self.fresh.contains(&(s, from)), score(s, to)));
-                if let Some(shard) = shard {
-                    return Some((shard, from, to));
-                }
-            }
-        }
-        None
-    }
-
-    /// Picks each shard's leader: the current one while it stays a replica,
-    /// else the replica leading least; then moves leaderships (along chains
-    /// of shards when no direct move exists) until every node leads its
-    /// weighted share within ±1.
-    fn choose_leaders(&mut self, current: &[ShardPlacement]) {
-        let shards = self.holders.len();
-        let mut leader: Vec<Option<u64>> = vec![None; shards];
-        let mut led: BTreeMap<u64, usize> = self.ids.iter().map(|&n| (n, 0)).collect();
-        for (s, slot) in leader.iter_mut().enumerate() {
-            let cur = current.get(s).and_then(ShardPlacement::leader);
-            if let Some(l) = cur.filter(|l| self.holders[s].contains(l)) {
-                *slot = Some(l);
-                *led.entry(l).or_default() += 1;
-            }
-        }
-        for (s, slot) in leader.iter_mut().enumerate() {
-            if slot.is_some() {
-                continue;
-            }
-            let pick = self.holders[s].iter().copied().min_by(|&a, &b| {
-                let ea = led[&a] as f64 - self.leader_share[&a];
-                let eb = led[&b] as f64 - self.leader_share[&b];
-                ea.total_cmp(&eb)
-                    .then_with(|| score(s, b).cmp(&score(s, a)))
-            });
-            if let Some(l) = pick {
-                *slot = Some(l);
-                *led.entry(l).or_default() += 1;
-            }
-        }
-        let limit = shards + self.ids.len();
-        for _ in 0..limit {
-            let over =
-                |n: u64, led: &BTreeMap<u64, usize>| led[&n] as f64 > self.leader_share[&n].ceil();
-            let under = |n: u64, led: &BTreeMap<u64, usize>| {
-                (led[&n] as f64) < self.leader_share[&n].floor()
-            };
-            let has_room = |n: u64, led: &BTreeMap<u64, usize>| {
-                (led[&n] as f64) < self.leader_share[&n].ceil()
-            };
-            let can_give =
-                |n: u64, led: &BTreeMap<u64, usize>| led[&n] as f64 > self.leader_share[&n].floor();
-            let path = if let Some(&start) = self.ids.iter().find(|&&n| over(n, &led)) {
-                self.leader_path(&leader, start, |n| has_room(n, &led))
-            } else if let Some(&end) = self.ids.iter().find(|&&n| under(n, &led)) {
-                // Search backwards: who can hand a leadership towards `end`.
-                self.ids
-                    .iter()
-                    .copied()
-                    .filter(|&n| n != end && can_give(n, &led))
-                    .find_map(|start| self.leader_path(&leader, start, |n| n == end))
-            } else {
-                break;
-            };
-            let Some(path) = path else { break };
-            for (shard, from, to) in path {
-                leader[shard] = Some(to);
-                *led.entry(from).or_default() -= 1;
-                *led.entry(to).or_default() += 1;
-            }
-        }
-        for (s, l) in leader.into_iter().enumerate() {
-            if let Some(l) = l
-                && let Some(pos) = self.holders[s].iter().position(|&h| h == l)
-            {
-                self.holders[s][..=pos].rotate_right(1);
-            }
-        }
-    }
-
-    /// The shortest chain of leadership moves from `start` to a node that
-    /// satisfies `accept`: each step moves one shard's leadership from a
-    /// node to another replica of that shard.
-    fn leader_path(
-        &self,
-        leader: &[Option<u64>],
-        start: u64,
-        accept: impl Fn(u64) -> bool,
-    ) -> Option<Vec<(usize, u64, u64)>> {
-        let mut came_from: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
-        let mut queue = VecDeque::from([start]);
-        let mut seen = BTreeSet::from([start]);
-        while let Some(node) = queue.pop_front() {
-            for (s, l) in leader.iter().enumerate() {
-                if *l != Some(node) {
-                    continue;
-                }
-                for &next in &self.holders[s] {
-                    if !seen.insert(next) {
+            let order = self.preference(s);
+            if self.spread {
+                let mut seen = vec![false; racks];
+                for &first in &order {
+                    let r = self.rack[first];
+                    if std::mem::replace(&mut seen[r], true) {
                         continue;
                     }
-                    came_from.insert(next, (s, node));
-                    if accept(next) {
-                        let mut path = Vec::new();
-                        let mut at = next;
-                        while let Some(&(shard, prev)) = came_from.get(&at) {
-                            path.push((shard, prev, at));
-                            if prev == start {
-                                break;
-                            }
-                            at = prev;
-                        }
-                        path.reverse();
-                        return Some(path);
+                    g.add_edge(shard_v(s), rack_v(s, r), 1, 0);
+                    for &i in order.iter().filter(|&&i| self.rack[i] == r) {
+                        let (v, cost) = to(i);
+                        pairs.push((s, i, g.add_edge(rack_v(s, r), v, 1, cost)));
                     }
-                    queue.push_back(next);
+                }
+            } else {
+                for &i in &order {
+                    let (v, cost) = to(i);
+                    pairs.push((s, i, g.add_edge(shard_v(s), v, 1, cost)));
                 }
             }
         }
-        None
+        for (i, &short) in short.iter().enumerate() {
+            let ceil = self.leader_band[i].1.max(0);
+            g.add_edge(lead_v(i), node_v(i), ceil, 0);
+            g.add_edge(lead_v(i), node_v(i), shards as i64, 3);
+            g.add_edge(gain_v(i), node_v(i), short, 1);
+            g.add_edge(gain_v(i), node_v(i), shards as i64, 2);
+            let band = self.replica_band[i];
+            add_band(&mut g, node_v(i), SINK, band, shards as i64, unit);
+        }
+        g.min_cost_flow(SOURCE, SINK, slots);
+
+        // Current holders that stay keep their order, new ones follow in
+        // the shard's preference order.
+        let mut chosen = vec![Vec::new(); shards];
+        for &(s, i, e) in &pairs {
+            if g.flow(e) > 0 {
+                chosen[s].push(i);
+            }
+        }
+        chosen
+            .into_iter()
+            .zip(held)
+            .map(|(picked, held)| {
+                let mut out: Vec<usize> = held
+                    .iter()
+                    .copied()
+                    .filter(|i| picked.contains(i))
+                    .collect();
+                out.extend(picked.iter().filter(|i| !held.contains(i)));
+                out
+            })
+            .collect()
     }
 
-    fn into_placement(self) -> Vec<ShardPlacement> {
-        self.holders
-            .into_iter()
-            .map(|replicas| ShardPlacement { replicas })
+    /// Each shard's leader (a node index among its replicas), by a second
+    /// min-cost flow: source → shard (1 unit) → each replica (cost 0 for
+    /// the current leader, else 1) → sink (the node's leadership band). So
+    /// every node leads its share within ±1 when the replicas allow it,
+    /// with the fewest leader changes.
+    fn leaders(&self, replicas: &[Vec<usize>], led: &[Option<usize>]) -> Vec<Option<usize>> {
+        let (n, shards) = (self.ids.len(), self.shards);
+        let shard_v = |s: usize| 2 + s;
+        let node_v = |i: usize| 2 + shards + i;
+        let mut g = Network::new(2 + shards + n);
+        let unit = shards as i64 + 1;
+        let mut pairs: Vec<Vec<(usize, EdgeId)>> = Vec::with_capacity(shards);
+        for (s, holders) in replicas.iter().enumerate() {
+            g.add_edge(SOURCE, shard_v(s), 1, 0);
+            let current = led[s].filter(|l| holders.contains(l));
+            let mut order: Vec<usize> = holders.clone();
+            order.sort_by_key(|&i| (Some(i) != current, Reverse(score(s, self.ids[i])), i));
+            pairs.push(
+                order
+                    .into_iter()
+                    .map(|i| {
+                        let cost = i64::from(Some(i) != current);
+                        (i, g.add_edge(shard_v(s), node_v(i), 1, cost))
+                    })
+                    .collect(),
+            );
+        }
+        for i in 0..n {
+            add_band(
+                &mut g,
+                node_v(i),
+                SINK,
+                self.leader_band[i],
+                shards as i64,
+                unit,
+            );
+        }
+        g.min_cost_flow(SOURCE, SINK, shards as i64);
+        pairs
+            .iter()
+            .map(|edges| {
+                edges
+                    .iter()
+                    .find(|(_, e)| g.flow(*e) > 0)
+                    .or(edges.first())
+                    .map(|(i, _)| *i)
+            })
             .collect()
     }
 }
