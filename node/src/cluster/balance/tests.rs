@@ -697,3 +697,37 @@ fn a_thousand_shards_are_placed_quickly() {
         moved(&grown, &shrunk)
     );
 }
+
+/// The figures for the docs: replicas moved by a join and a leave against
+/// the least any balanced placement must move — a joining node's replicas
+/// all arrive by moves, and every replica of a leaving node must move.
+/// `cargo test -p cairn-node --lib report_moves -- --ignored --nocapture`
+#[test]
+#[ignore = "prints figures"]
+fn report_moves_for_a_join_and_a_leave() {
+    for (shards, n, racks) in [
+        (64, 4, 1),
+        (256, 5, 1),
+        (256, 6, 3),
+        (1024, 10, 1),
+        (1024, 9, 3),
+    ] {
+        let nodes: Vec<NodeSpec> = (1..=n)
+            .map(|id| node(id, &format!("r{}", id % racks), 1))
+            .collect();
+        let before = target(&nodes, &vec![ShardPlacement::default(); shards], 3);
+        let mut grown = nodes.clone();
+        grown.push(node(n + 1, &format!("r{}", (n + 1) % racks), 1));
+        let joined = target(&grown, &before, 3);
+        let on_new = counts(&joined).0.get(&(n + 1)).copied().unwrap_or(0);
+        let mut shrunk = nodes.clone();
+        shrunk[0].eligible = false;
+        let left = target(&shrunk, &before, 3);
+        let on_leaving = counts(&before).0.get(&1).copied().unwrap_or(0);
+        eprintln!(
+            "{shards} shards, {n} nodes, {racks} racks: join moved {} (the new node's share: {on_new}), leave moved {} (the leaving node held {on_leaving})",
+            moved(&before, &joined),
+            moved(&before, &left),
+        );
+    }
+}
