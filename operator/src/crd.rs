@@ -309,7 +309,7 @@ impl ConditionType {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
-    /// Cairn node id (see [`crate::node_identity`]).
+    /// Cairn node id (see [`crate::topology`]).
     pub node_id: u64,
     /// Pod that runs (or ran) this node.
     pub pod: String,
