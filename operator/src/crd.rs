@@ -161,7 +161,10 @@ fn default_replication_factor() -> u32 {
 pub struct Rack {
     /// DNS label naming the rack; part of the StatefulSet name and passed to
     /// each node as `--rack`.
-    #[schemars(length(min = 1, max = 24), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 24),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// Node labels the rack's pods must run on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

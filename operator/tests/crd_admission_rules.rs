@@ -78,7 +78,10 @@ fn good_samples_are_accepted() -> anyhow::Result<()> {
     let validator = validator()?;
     for yaml in [MINIMAL, FULL] {
         let object = sample(yaml)?;
-        let errors: Vec<String> = validator.iter_errors(&object).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&object)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "sample refused: {errors:?}\n{yaml}");
     }
     Ok(())
@@ -137,7 +140,10 @@ fn bad_samples_are_refused() -> anyhow::Result<()> {
 fn cel_rules(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
     if let Some(rules) = schema["x-kubernetes-validations"].as_array() {
         for rule in rules {
-            out.push((path.to_owned(), rule["rule"].as_str().unwrap_or_default().to_owned()));
+            out.push((
+                path.to_owned(),
+                rule["rule"].as_str().unwrap_or_default().to_owned(),
+            ));
         }
     }
     if let Some(props) = schema["properties"].as_object() {
@@ -159,8 +165,15 @@ fn cel_rules_are_in_the_schema() -> anyhow::Result<()> {
     ));
     assert!(has(".spec.replicationFactor", "self == oldSelf"));
     assert!(has(".spec", "self.replicationFactor <= self.nodes"));
-    assert!(has(".spec.racks", "self.all(r, self.exists_one(s, s.name == r.name))"));
-    assert!(rules.iter().any(|(p, r)| p == ".spec.racks" && r.starts_with("oldSelf.all(")));
+    assert!(has(
+        ".spec.racks",
+        "self.all(r, self.exists_one(s, s.name == r.name))"
+    ));
+    assert!(
+        rules
+            .iter()
+            .any(|(p, r)| p == ".spec.racks" && r.starts_with("oldSelf.all("))
+    );
     assert!(has("", "size(self.metadata.name) <= 26"));
     // Every flag the operator sets is refused in spec.config.
     let config_rule = rules
@@ -169,7 +182,10 @@ fn cel_rules_are_in_the_schema() -> anyhow::Result<()> {
         .map(|(_, r)| r.clone())
         .ok_or_else(|| anyhow::anyhow!("no config rule in {rules:#?}"))?;
     for flag in cairn_operator::crd::OPERATOR_OWNED_FLAGS {
-        assert!(config_rule.contains(&format!("'{flag}'")), "{flag} missing from {config_rule}");
+        assert!(
+            config_rule.contains(&format!("'{flag}'")),
+            "{flag} missing from {config_rule}"
+        );
     }
     Ok(())
 }
@@ -185,14 +201,30 @@ fn scale_and_status_subresources_and_columns() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("no scale subresource"))?;
     assert_eq!(scale.spec_replicas_path, ".spec.nodes");
     assert_eq!(scale.status_replicas_path, ".status.readyNodes");
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
     let columns: Vec<&str> = version
         .additional_printer_columns
         .iter()
         .flatten()
         .map(|c| c.name.as_str())
         .collect();
-    assert_eq!(columns, ["Nodes", "Ready", "Shards", "Under-replicated", "Phase", "Age"]);
+    assert_eq!(
+        columns,
+        [
+            "Nodes",
+            "Ready",
+            "Shards",
+            "Under-replicated",
+            "Phase",
+            "Age"
+        ]
+    );
     assert_eq!(crd.spec.names.short_names, Some(vec!["kvc".to_owned()]));
     assert_eq!(crd.spec.scope, "Namespaced");
     Ok(())

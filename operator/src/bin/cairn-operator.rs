@@ -6,7 +6,11 @@ use clap::Parser;
 
 /// Command line of `cairn-operator`.
 #[derive(Debug, Parser)]
-#[command(name = "cairn-operator", version, about = "Kubernetes operator for Cairn")]
+#[command(
+    name = "cairn-operator",
+    version,
+    about = "Kubernetes operator for Cairn"
+)]
 struct Cli {
     /// Namespace to watch (default: all namespaces).
     #[arg(long, env = "CAIRN_OPERATOR_NAMESPACE")]

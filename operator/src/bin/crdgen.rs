@@ -4,6 +4,9 @@
 use kube::CustomResourceExt;
 
 fn main() -> anyhow::Result<()> {
-    print!("{}", serde_yaml::to_string(&cairn_operator::KVCluster::crd())?);
+    print!(
+        "{}",
+        serde_yaml::to_string(&cairn_operator::KVCluster::crd())?
+    );
     Ok(())
 }

@@ -34,7 +34,9 @@ pub enum BuildError {
     NoNamespace(String),
     /// The object has no name or uid, so nothing can be owned by it (it was
     /// not read back from the API server).
-    #[error("KVCluster has no name or uid: read it from the API server before building its objects")]
+    #[error(
+        "KVCluster has no name or uid: read it from the API server before building its objects"
+    )]
     NotPersisted,
 }
 

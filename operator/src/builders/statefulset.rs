@@ -19,10 +19,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -31,7 +31,9 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use super::identity::identity_config_map_name;
-use super::metadata::{cluster_selector, labels, namespace, owned_meta, peer_service_name, rack_selector};
+use super::metadata::{
+    cluster_selector, labels, namespace, owned_meta, peer_service_name, rack_selector,
+};
 use super::{BuildError, GRPC_PORT, HTTP_PORT, METRICS_PORT};
 use crate::crd::{KVCluster, Rack};
 use crate::topology::{RackShare, rack_shares, statefulset_name};
@@ -64,11 +66,18 @@ pub fn build_statefulsets(cluster: &KVCluster) -> Result<Vec<StatefulSet>, Build
 ///
 /// # Errors
 /// [`BuildError`] when `cluster` has no namespace, name or uid.
-pub fn build_statefulset(cluster: &KVCluster, share: RackShare<'_>) -> Result<StatefulSet, BuildError> {
+pub fn build_statefulset(
+    cluster: &KVCluster,
+    share: RackShare<'_>,
+) -> Result<StatefulSet, BuildError> {
     let rack = share.rack;
     let name = statefulset_name(&cluster.name_any(), rack);
     let storage = &cluster.spec.storage;
-    let scale_in_policy = if storage.retain_on_scale_in { "Retain" } else { "Delete" };
+    let scale_in_policy = if storage.retain_on_scale_in {
+        "Retain"
+    } else {
+        "Delete"
+    };
     Ok(StatefulSet {
         metadata: owned_meta(cluster, name, Some(rack))?,
         spec: Some(StatefulSetSpec {
