@@ -10,9 +10,9 @@
 //! Only pod 0 of the first rack gets `bootstrap = true`, and only until the
 //! controller records `status.clusterId`. From then on it joins like every
 //! other pod, so a bootstrap pod that lost its volume cannot found a second
-//! cluster. (The node itself ignores `--bootstrap` on a data directory that
-//! already belongs to a cluster, but would found a new cluster on an empty
-//! one.)
+//! cluster. (The node does not found a new cluster on a data directory that
+//! already belongs to one, it only finishes an interrupted bootstrap; on an
+//! empty directory it would found a second cluster.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
