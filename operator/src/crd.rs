@@ -1,28 +1,40 @@
-//! The `KVCluster` custom resource (`cairn.dev/v1alpha1`): what a platform
-//! team declares (spec) and what the operator reports back (status).
+//! The `KVCluster` custom resource (`cairn.dev/v1alpha1`): what a user asks
+//! for (spec) and what the operator reports back (status).
 //!
-//! Rules the apiserver enforces from the generated schema: ranges and
-//! types (OpenAPI), and CEL rules in `x-kubernetes-validations` — `shards`
-//! a power of two, `replicationFactor` at most `nodes`, and both immutable
-//! once the cluster exists (its data is laid out by them).
-
-// kube's `printcolumn(...)` repeats `type_ = ...` in every column, which
-// clippy mistakes for a duplicated attribute.
-#![allow(clippy::duplicated_attributes)]
+//! The schema carries its own admission rules so a bad spec is refused by the
+//! apiserver before the operator ever sees it:
+//! - structural bounds (types, required fields, minimum/maximum, patterns),
+//!   checkable by any OpenAPI validator;
+//! - CEL rules (`x-kubernetes-validations`), among them transition rules
+//!   (`self == oldSelf`) that only an apiserver evaluating an update can check.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// CEL has no bit operations: the powers of two up to the maximum.
-const SHARDS_POWER_OF_TWO: &str =
-    "self in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]";
+/// Flags of `cairn-node` the operator sets itself; `spec.config` may not
+/// override them (a CEL rule refuses them at admission).
+pub const OPERATOR_OWNED_FLAGS: &[&str] = &[
+    "config",
+    "node-id",
+    "data-dir",
+    "grpc-addr",
+    "http-addr",
+    "metrics-addr",
+    "advertise-addr",
+    "bootstrap",
+    "join",
+    "rack",
+    "shards",
+    "replication-factor",
+];
 
-/// A Cairn cluster: `nodes` storage nodes spread over `racks`, holding
-/// `shards` hash shards with `replicationFactor` replicas each.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// Desired state of a Cairn cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[kube(
     group = "cairn.dev",
     version = "v1alpha1",
@@ -31,6 +43,8 @@ const SHARDS_POWER_OF_TWO: &str =
     shortname = "kvc",
     namespaced,
     status = "KVClusterStatus",
+    derive = "PartialEq",
+    doc = "A Cairn key-value cluster: nodes spread over racks, each an identity the operator keeps stable.",
     scale(
         spec_replicas_path = ".spec.nodes",
         status_replicas_path = ".status.readyNodes"
@@ -44,227 +58,85 @@ const SHARDS_POWER_OF_TWO: &str =
         json_path = ".status.shardHealth.underReplicated"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 26")
+        .message("KVCluster names are at most 26 characters: StatefulSet and pod names are built from them")
 )]
-#[x_kube(validation = Rule::new("self.replicationFactor <= self.nodes").message("replicationFactor must not exceed nodes"))]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.replicationFactor <= self.nodes")
+    .message("replicationFactor must not exceed nodes: every shard needs that many distinct nodes")
+    .field_path(".replicationFactor"))]
 pub struct KVClusterSpec {
-    /// Storage nodes (pods), spread evenly over the racks.
-    #[schemars(range(min = 1, max = 1000))]
+    /// Number of `cairn-node` pods over all racks. Scaling in below
+    /// `replicationFactor` is refused.
+    #[schemars(range(min = 1, max = 999))]
     pub nodes: u32,
-    /// Racks or zones; each gets its own StatefulSet. Default: one rack.
+
+    /// Failure domains. Nodes are spread evenly over racks in list order
+    /// (earlier racks take the remainder). A rack's position is part of its
+    /// nodes' ids, so racks may only be appended.
     #[serde(default = "default_racks")]
+    #[schemars(length(min = 1, max = 16))]
+    #[x_kube(
+        validation = Rule::new("self.all(r, self.exists_one(s, s.name == r.name))")
+            .message("rack names must be unique"),
+        validation = Rule::new("oldSelf.all(r, self.exists(s, s.name == r.name) && self.map(s, s.name).indexOf(r.name) == oldSelf.map(s, s.name).indexOf(r.name))")
+            .message("racks may only be appended: node ids derive from a rack's position, so existing racks cannot be removed or reordered")
+    )]
     pub racks: Vec<Rack>,
-    /// Hash shards: a power of two, fixed for the cluster's life.
+
+    /// Hash shards (power of two, 1 to 4096). Fixed when the cluster is created.
     #[serde(default = "default_shards")]
     #[schemars(range(min = 1, max = 4096))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("shards cannot change after creation"))]
-    #[x_kube(validation = Rule::new(SHARDS_POWER_OF_TWO).message("shards must be a power of two"))]
+    #[x_kube(
+        validation = Rule::new("self in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096]")
+            .message("shards must be a power of two between 1 and 4096"),
+        validation = Rule::new("self == oldSelf").message("shards is immutable")
+    )]
     pub shards: u32,
-    /// Replicas per shard, fixed for the cluster's life.
+
+    /// Replicas per shard (1 to 7). Fixed when the cluster is created.
     #[serde(default = "default_replication_factor")]
     #[schemars(range(min = 1, max = 7))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("replicationFactor cannot change after creation"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("replicationFactor is immutable"))]
     pub replication_factor: u32,
-    /// Container image of `cairn-node`.
+
+    /// Container image of `cairn-node`, without tag (e.g. `ghcr.io/cairn/cairn-node`).
+    #[schemars(length(min = 1))]
     pub image: String,
-    /// Cairn version the image carries (shown in status, used for upgrades).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// CPU and memory of each node.
+
+    /// Image tag to run (e.g. `0.1.0`). Changing it is a rolling upgrade.
+    #[schemars(length(min = 1))]
+    pub version: String,
+
+    /// CPU and memory of each node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
-    /// Each node's volume.
-    #[serde(default)]
+
+    /// The persistent volume of each node.
     pub storage: Storage,
-    /// Node settings passed through as `--key value` flags.
+
+    /// Extra `cairn-node` flags, passed as `--key value` (e.g.
+    /// `block-cache-bytes: "1073741824"`). Flags the operator sets itself
+    /// (node id, addresses, join, …) are refused.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, k.matches('^[a-z][a-z0-9-]{0,62}$'))")
+            .message("config keys are cairn-node flag names without the leading dashes, e.g. block-cache-bytes"),
+        validation = Rule::new("!self.exists(k, k in ['config', 'node-id', 'data-dir', 'grpc-addr', 'http-addr', 'metrics-addr', 'advertise-addr', 'bootstrap', 'join', 'rack', 'shards', 'replication-factor'])")
+            .message("config may not set flags the operator owns (config, node-id, data-dir, grpc-addr, http-addr, metrics-addr, advertise-addr, bootstrap, join, rack, shards, replication-factor)")
+    )]
     pub config: BTreeMap<String, String>,
-    /// Replacing nodes that stay down.
+
+    /// When and how a node that stays down is replaced.
     #[serde(default)]
     pub failover: Failover,
-    /// Stops every change the operator would make, and says so in status.
+
+    /// Stop acting on this cluster (no scaling, replacement or upgrade)
+    /// while keeping what runs.
     #[serde(default)]
     pub paused: bool,
-}
-
-/// A rack or zone: where its nodes run.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Rack {
-    /// Name, also the node's `--rack`.
-    pub name: String,
-    /// Kubernetes nodes its pods may run on.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Zone (`topology.kubernetes.io/zone`) its pods are pinned to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-}
-
-/// A node's persistent volume.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Storage {
-    /// Storage class (default: the cluster's default class).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_class_name: Option<String>,
-    /// Size, e.g. `10Gi`.
-    #[serde(default = "default_size")]
-    pub size: String,
-    /// Keep a removed node's volume after a scale-in (default: delete it).
-    #[serde(default)]
-    pub retain_on_scale_in: bool,
-}
-
-impl Default for Storage {
-    fn default() -> Self {
-        Self {
-            storage_class_name: None,
-            size: default_size(),
-            retain_on_scale_in: false,
-        }
-    }
-}
-
-/// What happens to a node that stays down.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Failover {
-    /// How long a node may be down before it is replaced, e.g. `5m`.
-    #[serde(default = "default_down_timeout")]
-    pub down_timeout: String,
-    /// Replace such nodes (re-create their replicas elsewhere) by itself.
-    #[serde(default = "default_true")]
-    pub auto_replace: bool,
-}
-
-impl Default for Failover {
-    fn default() -> Self {
-        Self {
-            down_timeout: default_down_timeout(),
-            auto_replace: true,
-        }
-    }
-}
-
-/// What the operator observed and is doing.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KVClusterStatus {
-    /// One word for the state: Creating, Running, Scaling, Upgrading, Degraded, Paused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
-    /// Available, Progressing, Degraded, ScaleBlocked, Stalled, Paused.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub conditions: Vec<Condition>,
-    /// The spec generation this status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Nodes whose pod is Ready and that serve.
-    #[serde(default)]
-    pub ready_nodes: u32,
-    /// Every node the operator knows of.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<Member>,
-    /// Shards as the cluster reports them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard_health: Option<ShardHealth>,
-    /// The lifecycle step in progress, written before it is taken so a
-    /// restarted operator resumes it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<Operation>,
-}
-
-/// A status condition, as Kubernetes conventions have it.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    /// Condition type, e.g. `Available`.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// CamelCase reason.
-    #[serde(default)]
-    pub reason: String,
-    /// Human-readable detail.
-    #[serde(default)]
-    pub message: String,
-    /// When the status last changed (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<String>,
-    /// The generation it was set for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-}
-
-/// One storage node.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Member {
-    /// Cairn node id.
-    pub node_id: u64,
-    /// Pod name.
-    pub pod: String,
-    /// Rack name.
-    pub rack: String,
-    /// Where it is in its life.
-    pub lifecycle: Lifecycle,
-    /// Shard replicas it holds.
-    #[serde(default)]
-    pub replicas: u32,
-    /// Shards it leads.
-    #[serde(default)]
-    pub leaders: u32,
-}
-
-/// A node's lifecycle as the operator drives it.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
-pub enum Lifecycle {
-    /// Pod created, not Ready yet.
-    Pending,
-    /// Ready, joining the cluster.
-    Joining,
-    /// Member, taking replicas.
-    Serving,
-    /// Its replicas are moving off.
-    Draining,
-    /// Holds nothing any more.
-    Drained,
-    /// Removed from the cluster; its id is fenced.
-    Removed,
-    /// Declared lost; its replicas are re-created elsewhere.
-    Replacing,
-}
-
-/// Shard health as the cluster reports it.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ShardHealth {
-    /// Shards.
-    pub total: u32,
-    /// Shards with fewer caught-up replicas than the replication factor.
-    pub under_replicated: u32,
-    /// Shards without a leader.
-    pub leaderless: u32,
-}
-
-/// A lifecycle step in progress.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Operation {
-    /// ScaleOut, ScaleIn, Replace, RollingRestart.
-    pub kind: String,
-    /// The node it acts on, if one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<u64>,
-    /// When it started (RFC 3339).
-    pub started_at: String,
 }
 
 fn default_racks() -> Vec<Rack> {
@@ -283,14 +155,234 @@ fn default_replication_factor() -> u32 {
     3
 }
 
-fn default_size() -> String {
-    "10Gi".into()
+/// One failure domain: a StatefulSet of nodes scheduled where `nodeSelector` says.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rack {
+    /// DNS label naming the rack; part of the StatefulSet name and passed to
+    /// each node as `--rack`.
+    #[schemars(
+        length(min = 1, max = 24),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Node labels the rack's pods must run on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Zone of the rack; when set, pods are also pinned to
+    /// `topology.kubernetes.io/zone=<zone>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// The persistent volume each node keeps its data on.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Storage {
+    /// Storage class of the volume claims (cluster default when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+    /// Volume size as a Kubernetes quantity, e.g. `10Gi`.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$"))]
+    pub size: String,
+    /// Keep a removed node's volume claim after scale-in (default false:
+    /// a drained node's data is no longer part of the cluster).
+    #[serde(default)]
+    pub retain_on_scale_in: bool,
+}
+
+/// Replacement of nodes that stay down.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Failover {
+    /// How long a node may be down before it is replaced, as a Go-style
+    /// duration (`90s`, `5m`, `1h30m`; default `5m`).
+    #[serde(default = "default_down_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub down_timeout: String,
+    /// Replace such a node automatically (default true); when false the
+    /// operator only reports it.
+    #[serde(default = "default_auto_replace")]
+    pub auto_replace: bool,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Self {
+            down_timeout: default_down_timeout(),
+            auto_replace: default_auto_replace(),
+        }
+    }
 }
 
 fn default_down_timeout() -> String {
     "5m".into()
 }
 
-fn default_true() -> bool {
+fn default_auto_replace() -> bool {
     true
+}
+
+/// What the operator observed and is doing.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KVClusterStatus {
+    /// One-word summary for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Standard conditions; `type` is one of [`ConditionType`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Nodes whose pods are Ready and serving.
+    #[serde(default)]
+    pub ready_nodes: u32,
+    /// Id of the cluster the bootstrap node formed. Once set, no pod is
+    /// started with `--bootstrap` again: a bootstrap pod that lost its volume
+    /// must join, not found a second cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Every node identity the operator manages, including removed ones
+    /// (a removed id is never reused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<Member>,
+    /// Shard replication as the cluster reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_health: Option<ShardHealth>,
+    /// The step the operator decided on and is carrying out, recorded before
+    /// it acts so a restarted operator resumes or undoes it instead of
+    /// starting a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<Operation>,
+}
+
+/// One-word state of the cluster.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Objects are being created; the cluster is not formed yet.
+    Creating,
+    /// All nodes serve and every shard has its full replica set.
+    Running,
+    /// Nodes are being added or drained.
+    Scaling,
+    /// Pods are being moved to a new image or configuration.
+    Upgrading,
+    /// The cluster serves but some shard lacks replicas or a leader.
+    Degraded,
+    /// `spec.paused` is set.
+    Paused,
+    /// The operator cannot make progress without help (see conditions).
+    Failed,
+}
+
+/// Condition types the operator sets in `status.conditions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionType {
+    /// Every node serves and clients can reach the cluster.
+    Available,
+    /// An operation (scale, replace, upgrade) is under way.
+    Progressing,
+    /// Some shard is under-replicated or leaderless.
+    Degraded,
+    /// A requested scale-in is refused (replication factor or capacity).
+    ScaleBlocked,
+    /// An operation stopped advancing past its deadline.
+    Stalled,
+    /// `spec.paused` is set; the operator only observes.
+    Paused,
+}
+
+impl ConditionType {
+    /// The `type` string written into a [`Condition`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Available => "Available",
+            Self::Progressing => "Progressing",
+            Self::Degraded => "Degraded",
+            Self::ScaleBlocked => "ScaleBlocked",
+            Self::Stalled => "Stalled",
+            Self::Paused => "Paused",
+        }
+    }
+}
+
+/// One node identity and where it stands.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// Cairn node id (see [`crate::topology`]).
+    pub node_id: u64,
+    /// Pod that runs (or ran) this node.
+    pub pod: String,
+    /// Rack of the node.
+    pub rack: String,
+    /// Where the node is in its life.
+    pub lifecycle: Lifecycle,
+    /// Shard replicas the node holds.
+    #[serde(default)]
+    pub replicas: u32,
+    /// Shards the node leads.
+    #[serde(default)]
+    pub leaders: u32,
+}
+
+/// Life of a node identity, in the order the operator moves it through.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum Lifecycle {
+    /// Pod created, not running yet.
+    Pending,
+    /// Running, asking the cluster to admit it.
+    Joining,
+    /// Member holding and serving replicas.
+    Serving,
+    /// Moving its replicas away before removal.
+    Draining,
+    /// Holds no replicas; may be removed.
+    Drained,
+    /// Removed from the cluster; its id is never used again.
+    Removed,
+    /// Stayed down or lost its volume; a new identity takes its place.
+    Replacing,
+}
+
+/// Shard replication summary.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardHealth {
+    /// Shards in the cluster.
+    pub total: u32,
+    /// Shards with fewer live replicas than the replication factor.
+    pub under_replicated: u32,
+    /// Shards without a leader.
+    pub leaderless: u32,
+}
+
+/// An operation the operator has started and not finished.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Operation {
+    /// What is being done.
+    pub kind: OperationKind,
+    /// The node it concerns, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u64>,
+    /// When the operator recorded it.
+    pub started_at: Time,
+}
+
+/// Kinds of [`Operation`].
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+pub enum OperationKind {
+    /// First node forming the cluster.
+    Bootstrap,
+    /// Adding a node and rebalancing onto it.
+    ScaleOut,
+    /// Draining a node, then removing it.
+    ScaleIn,
+    /// Replacing a node that stayed down or lost its volume.
+    Replace,
+    /// Restarting a node on a new pod template.
+    Upgrade,
 }

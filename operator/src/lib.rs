@@ -1,15 +1,19 @@
-//! The Cairn operator: runs Cairn clusters on Kubernetes from a `KVCluster`
-//! resource. This first part holds the resource's types, from which the
-//! CRD in `crds/` is generated.
+//! Kubernetes operator for Cairn.
+//!
+//! This first increment holds the pieces a controller is built from, all of
+//! them pure and tested without a cluster:
+//! - [`crd`]: the `KVCluster` custom resource and its admission rules;
+//! - [`topology`]: how nodes spread over racks and which node id each pod runs;
+//! - [`builders`]: the Kubernetes objects the operator applies for a
+//!   `KVCluster` (StatefulSets, Services, PodDisruptionBudget, ConfigMap).
+//!
+//! The reconcile loop that applies them is not written yet.
 
+#![deny(clippy::unwrap_used, missing_docs)]
+
+pub mod builders;
 pub mod crd;
+pub mod topology;
 
-/// The CRD of [`crd::KVCluster`] as YAML, as `crdgen` prints it and
-/// `crds/kvcluster.yaml` holds it.
-///
-/// # Errors
-/// The CRD could not be serialised.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    use kube::CustomResourceExt as _;
-    serde_yaml::to_string(&crd::KVCluster::crd())
-}
+pub use builders::{BuildError, OwnedObjects, build_owned_objects};
+pub use crd::{KVCluster, KVClusterSpec, KVClusterStatus};
