@@ -133,6 +133,13 @@ pub struct KVClusterSpec {
     #[serde(default)]
     pub failover: Failover,
 
+    /// How long an operation (drain, replacement, restart) may go without
+    /// finishing before the `Stalled` condition is set, as a Go-style
+    /// duration (default `10m`).
+    #[serde(default = "default_stall_timeout")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub stall_timeout: String,
+
     /// Stop acting on this cluster (no scaling, replacement or upgrade)
     /// while keeping what runs.
     #[serde(default)]
@@ -145,6 +152,10 @@ fn default_racks() -> Vec<Rack> {
         node_selector: BTreeMap::new(),
         zone: None,
     }]
+}
+
+fn default_stall_timeout() -> String {
+    "10m".into()
 }
 
 fn default_shards() -> u32 {

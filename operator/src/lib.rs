@@ -1,18 +1,20 @@
 //! Kubernetes operator for Cairn.
 //!
-//! This first increment holds the pieces a controller is built from, all of
-//! them pure and tested without a cluster:
 //! - [`crd`]: the `KVCluster` custom resource and its admission rules;
 //! - [`topology`]: how nodes spread over racks and which node id each pod runs;
 //! - [`builders`]: the Kubernetes objects the operator applies for a
-//!   `KVCluster` (StatefulSets, Services, PodDisruptionBudget, ConfigMap).
-//!
-//! The reconcile loop that applies them is not written yet.
+//!   `KVCluster` (StatefulSets, Services, PodDisruptionBudget, ConfigMap);
+//! - [`controller`]: the reconcile loop that applies them and drives the
+//!   cluster's lifecycle (scale out and in, replacement, rolling restarts)
+//!   through the Cairn admin API;
+//! - [`metrics`]: the operator's own Prometheus metrics.
 
 #![deny(clippy::unwrap_used, missing_docs)]
 
 pub mod builders;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod topology;
 
 pub use builders::{BuildError, OwnedObjects, build_owned_objects};

@@ -40,6 +40,23 @@ pub fn identity_file_name(pod: &str) -> String {
 /// # Errors
 /// [`BuildError`] when `cluster` has no namespace, name or uid.
 pub fn build_identity_config_map(cluster: &KVCluster) -> Result<ConfigMap, BuildError> {
+    let pods: Vec<u32> = rack_shares(cluster.spec.nodes, &cluster.spec.racks)
+        .iter()
+        .map(|s| s.nodes)
+        .collect();
+    build_identity_config_map_for(cluster, &pods)
+}
+
+/// Builds the identity ConfigMap with a file for the first `pods[i]` pods of
+/// rack `i`: during a scale-in the StatefulSets still run more pods than
+/// `spec.nodes` asks for, and each of them must keep its identity.
+///
+/// # Errors
+/// [`BuildError`] when `cluster` has no namespace, name or uid.
+pub fn build_identity_config_map_for(
+    cluster: &KVCluster,
+    pods: &[u32],
+) -> Result<ConfigMap, BuildError> {
     let name = cluster.name_any();
     let ns = namespace(cluster)?;
     let peers = format!("{}.{ns}.svc", peer_service_name(cluster));
@@ -62,7 +79,8 @@ pub fn build_identity_config_map(cluster: &KVCluster) -> Result<ConfigMap, Build
 
     let mut files = BTreeMap::new();
     for share in &shares {
-        for ordinal in 0..share.nodes {
+        let count = pods.get(share.index).copied().unwrap_or(share.nodes);
+        for ordinal in 0..count {
             let pod = pod_name(&name, share.rack, ordinal);
             let node_id = assigned_node_id(cluster, &pod, share.index, ordinal);
             let mut file = format!(

@@ -53,18 +53,43 @@ pub struct OwnedObjects {
     pub identity: ConfigMap,
 }
 
-/// Builds every object the operator owns for `cluster`.
+/// Builds every object the operator owns for `cluster`, with the replica
+/// counts `spec.nodes` asks for.
 ///
 /// # Errors
 /// [`BuildError`] when `cluster` lacks a namespace, name or uid.
 pub fn build_owned_objects(cluster: &KVCluster) -> Result<OwnedObjects, BuildError> {
+    let replicas: Vec<u32> = crate::topology::rack_shares(cluster.spec.nodes, &cluster.spec.racks)
+        .iter()
+        .map(|s| s.nodes)
+        .collect();
+    build_owned_objects_with(cluster, &replicas)
+}
+
+/// Builds every object the operator owns for `cluster`, with `replicas[i]`
+/// pods in rack `i` (the controller holds a rack above its share while a
+/// node drains).
+///
+/// # Errors
+/// [`BuildError`] when `cluster` lacks a namespace, name or uid.
+pub fn build_owned_objects_with(
+    cluster: &KVCluster,
+    replicas: &[u32],
+) -> Result<OwnedObjects, BuildError> {
+    let statefulsets = crate::topology::rack_shares(cluster.spec.nodes, &cluster.spec.racks)
+        .into_iter()
+        .map(|mut share| {
+            share.nodes = replicas.get(share.index).copied().unwrap_or(share.nodes);
+            statefulset::build_statefulset(cluster, share)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(OwnedObjects {
-        statefulsets: statefulset::build_statefulsets(cluster)?,
+        statefulsets,
         services: vec![
             services::build_peer_service(cluster)?,
             services::build_client_service(cluster)?,
         ],
         disruption_budget: disruption_budget::build_disruption_budget(cluster)?,
-        identity: identity::build_identity_config_map(cluster)?,
+        identity: identity::build_identity_config_map_for(cluster, replicas)?,
     })
 }

@@ -192,11 +192,11 @@ fn node_container(cluster: &KVCluster, rack: &Rack) -> Result<Container, BuildEr
         "--data-dir".to_owned(),
         DATA_DIR.to_owned(),
         "--grpc-addr".to_owned(),
-        format!("0.0.0.0:{GRPC_PORT}"),
+        format!("$(POD_IP):{GRPC_PORT}"),
         "--http-addr".to_owned(),
-        format!("0.0.0.0:{HTTP_PORT}"),
+        format!("$(POD_IP):{HTTP_PORT}"),
         "--metrics-addr".to_owned(),
-        format!("0.0.0.0:{METRICS_PORT}"),
+        format!("$(POD_IP):{METRICS_PORT}"),
         "--advertise-addr".to_owned(),
         format!("$(POD_NAME).{peers}.{ns}.svc:{GRPC_PORT}"),
         "--rack".to_owned(),
@@ -214,17 +214,10 @@ fn node_container(cluster: &KVCluster, rack: &Rack) -> Result<Container, BuildEr
         name: NODE_CONTAINER.to_owned(),
         image: Some(format!("{}:{}", spec.image, spec.version)),
         args: Some(args),
-        env: Some(vec![EnvVar {
-            name: "POD_NAME".to_owned(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_owned(),
-                    api_version: None,
-                }),
-                ..EnvVarSource::default()
-            }),
-            value: None,
-        }]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_IP", "status.podIP"),
+        ]),
         ports: Some(vec![
             container_port("grpc", GRPC_PORT),
             container_port("http", HTTP_PORT),
@@ -249,6 +242,21 @@ fn node_container(cluster: &KVCluster, rack: &Rack) -> Result<Container, BuildEr
         ]),
         ..Container::default()
     })
+}
+
+/// An environment variable from the downward API.
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: field_path.to_owned(),
+                api_version: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        value: None,
+    }
 }
 
 fn container_port(name: &str, number: i32) -> ContainerPort {

@@ -1,0 +1,975 @@
+//! The controller's judgement, as a pure function: from a `KVCluster` and
+//! what was [`Observed`] of it, the replica count of every rack's
+//! StatefulSet, the status to record, and the one step to take now.
+//!
+//! Level-triggered: nothing here remembers earlier calls. An operation in
+//! progress lives in `status.operation` (written before its first step is
+//! taken), and every step is chosen from what the cluster shows now, so a
+//! controller that crashed or restarted anywhere picks up where it was.
+//! Every step is idempotent (drain, remove, replace and evacuate are
+//! idempotent in the admin API; deleting a pod is guarded by its creation
+//! time), so doing one twice is harmless.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::view::{ClusterView, NodeState, Observed, PodView};
+use crate::crd::{
+    ConditionType, KVCluster, Lifecycle, Member, Operation, OperationKind, Phase, ShardHealth,
+};
+use crate::topology::{NODE_IDS_PER_RACK, initial_node_id, pod_name, rack_shares};
+
+/// How long to wait for leaders to leave a node before restarting it anyway.
+pub const EVACUATION_WAIT: Duration = Duration::from_secs(60);
+/// How long a restarted pod may take to come back before `Degraded`.
+pub const RESTART_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a refused scale-in waits before it is tried again.
+pub const SCALE_BLOCKED_RETRY: Duration = Duration::from_secs(60);
+
+/// A call to the Cairn admin API (all idempotent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminCall {
+    /// Move every replica off the node.
+    Drain(u64),
+    /// Make a draining node active again.
+    CancelDrain(u64),
+    /// Remove a drained (or replaced, empty) node for good.
+    Remove(u64),
+    /// Declare a node lost and re-create its replicas elsewhere.
+    Replace(u64),
+    /// Move leaderships off a node before restarting it.
+    EvacuateLeaders(u64),
+    /// Let leaderships return after a restart.
+    RestoreLeaders(u64),
+}
+
+/// The one step a reconcile takes after recording the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing but applying objects and status.
+    None,
+    /// Call the admin API.
+    Admin(AdminCall),
+    /// Delete a pod (the StatefulSet controller re-creates it from the current template).
+    DeletePod(String),
+    /// Delete a pod's volume claim, then the pod: it comes back empty.
+    DeletePodAndClaim {
+        /// The pod.
+        pod: String,
+        /// Its data volume claim.
+        claim: String,
+    },
+}
+
+/// A condition to record: type, status, reason, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConditionUpdate {
+    /// Which condition.
+    pub kind: ConditionType,
+    /// Whether it holds.
+    pub status: bool,
+    /// CamelCase reason.
+    pub reason: String,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// What one reconcile decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// `spec.replicas` for each rack's StatefulSet, in `spec.racks` order;
+    /// `None` leaves the StatefulSets alone (paused).
+    pub replicas: Option<Vec<u32>>,
+    /// `status.members` to record (before the identity ConfigMap is built from it).
+    pub members: Vec<Member>,
+    /// `status.operation` to record.
+    pub operation: Option<Operation>,
+    /// `status.clusterId` to record.
+    pub cluster_id: Option<String>,
+    /// The step to take after the status is recorded.
+    pub action: Action,
+    /// Conditions to set (the others keep their value).
+    pub conditions: Vec<ConditionUpdate>,
+    /// One-word state.
+    pub phase: Phase,
+    /// Pods Ready and serving.
+    pub ready_nodes: u32,
+    /// Shard health, when the cluster answered.
+    pub shard_health: Option<ShardHealth>,
+    /// An operation started or finished: (reason, note) for an Event.
+    pub events: Vec<(String, String)>,
+    /// When to look again.
+    pub requeue: Duration,
+}
+
+/// Parses a Go-style duration (`90s`, `5m`, `1h30m`, `500ms`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        let value: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (Duration::from_millis(1), 2)
+        } else if rest.starts_with('s') {
+            (Duration::from_secs(1), 1)
+        } else if rest.starts_with('m') {
+            (Duration::from_secs(60), 1)
+        } else if rest.starts_with('h') {
+            (Duration::from_secs(3600), 1)
+        } else {
+            return None;
+        };
+        total += unit.checked_mul(u32::try_from(value).ok()?)?;
+        rest = &rest[len..];
+    }
+    Some(total)
+}
+
+fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO)
+}
+
+/// A fresh node id for a pod of the rack at `rack_index`: its initial id if
+/// no identity ever used it, else one above every id the rack ever used.
+pub fn allocate_node_id(members: &[Member], rack_index: usize, ordinal: u32) -> u64 {
+    let initial = initial_node_id(rack_index, ordinal);
+    if !members.iter().any(|m| m.node_id == initial) {
+        return initial;
+    }
+    let low = rack_index as u64 * NODE_IDS_PER_RACK;
+    let high = low + NODE_IDS_PER_RACK;
+    members
+        .iter()
+        .map(|m| m.node_id)
+        .filter(|id| (low..high).contains(id))
+        .max()
+        .map_or(initial, |max| max + 1)
+}
+
+/// The member currently standing for `pod` (newest one not removed).
+fn current_member<'a>(members: &'a [Member], pod: &str) -> Option<&'a Member> {
+    members
+        .iter()
+        .rev()
+        .find(|m| m.pod == pod && m.lifecycle != Lifecycle::Removed)
+}
+
+/// Where a pod sits: rack index and ordinal, from its name.
+fn locate(cluster: &KVCluster, pod: &str) -> Option<(usize, u32)> {
+    let name = kube::ResourceExt::name_any(cluster);
+    cluster.spec.racks.iter().enumerate().find_map(|(i, rack)| {
+        let prefix = format!("{name}-{}-", rack.name);
+        let ordinal = pod.strip_prefix(&prefix)?.parse().ok()?;
+        Some((i, ordinal))
+    })
+}
+
+struct Context<'a> {
+    cluster: &'a KVCluster,
+    observed: &'a Observed,
+    now: Timestamp,
+    targets: Vec<u32>,
+    current: Vec<u32>,
+}
+
+impl Context<'_> {
+    fn view(&self) -> Option<&ClusterView> {
+        self.observed.cluster.as_ref()
+    }
+
+    fn pod(&self, rack: usize, ordinal: u32) -> Option<&PodView> {
+        self.observed.racks.get(rack)?.pod(ordinal)
+    }
+
+    fn healthy(&self) -> bool {
+        self.view()
+            .is_some_and(|v| v.under_replicated == 0 && v.leaderless == 0)
+    }
+}
+
+/// Decides what to do for `cluster` given what was `observed`, at `now`.
+pub fn decide(cluster: &KVCluster, observed: &Observed, now: Timestamp) -> Decision {
+    let spec = &cluster.spec;
+    let status = cluster.status.clone().unwrap_or_default();
+    let targets: Vec<u32> = rack_shares(spec.nodes, &spec.racks)
+        .iter()
+        .map(|s| s.nodes)
+        .collect();
+    let current: Vec<u32> = (0..spec.racks.len())
+        .map(|i| {
+            observed
+                .racks
+                .get(i)
+                .and_then(|r| r.replicas)
+                .unwrap_or(targets[i])
+        })
+        .collect();
+    let cx = Context {
+        cluster,
+        observed,
+        now,
+        targets,
+        current,
+    };
+    let name = kube::ResourceExt::name_any(cluster);
+
+    // Identities: every pod the StatefulSets will run has a member record,
+    // written before the identity ConfigMap and the StatefulSet grow.
+    let mut members = status.members.clone();
+    for (i, rack) in spec.racks.iter().enumerate() {
+        for ordinal in 0..cx.targets[i].max(cx.current[i]) {
+            let pod = pod_name(&name, rack, ordinal);
+            if current_member(&members, &pod).is_none() {
+                let node_id = allocate_node_id(&members, i, ordinal);
+                members.push(Member {
+                    node_id,
+                    pod,
+                    rack: rack.name.clone(),
+                    lifecycle: Lifecycle::Pending,
+                    replicas: 0,
+                    leaders: 0,
+                });
+            }
+        }
+    }
+    refresh_lifecycles(&cx, &mut members);
+
+    let mut decision = Decision {
+        replicas: Some(
+            cx.current
+                .iter()
+                .zip(&cx.targets)
+                .map(|(c, t)| (*c).max(*t))
+                .collect(),
+        ),
+        members,
+        operation: status.operation.clone(),
+        cluster_id: status.cluster_id.clone().or_else(|| {
+            cx.view()
+                .map(|v| v.cluster_id.clone())
+                .filter(|id| !id.is_empty())
+        }),
+        action: Action::None,
+        conditions: Vec::new(),
+        phase: Phase::Running,
+        ready_nodes: 0,
+        shard_health: cx.view().map(|v| ShardHealth {
+            total: v.shards,
+            under_replicated: v.under_replicated,
+            leaderless: v.leaderless,
+        }),
+        events: Vec::new(),
+        requeue: Duration::from_secs(30),
+    };
+    decision.ready_nodes = ready_nodes(&cx, &decision.members);
+
+    if spec.paused {
+        decision.replicas = None;
+        decision.phase = Phase::Paused;
+        decision.conditions.push(condition(
+            ConditionType::Paused,
+            true,
+            "SpecPaused",
+            "spec.paused is set: no scaling, replacement or upgrade happens until it is cleared",
+        ));
+        finish_conditions(&cx, &mut decision);
+        return decision;
+    }
+    decision.conditions.push(condition(
+        ConditionType::Paused,
+        false,
+        "NotPaused",
+        "the operator acts on this cluster",
+    ));
+
+    if decision.operation.is_none() {
+        decision.operation = start_operation(&cx, &status, &decision.members, &mut decision.events);
+        if decision.operation.is_some() {
+            // Recorded first; the next reconcile takes its first step.
+            decision.requeue = Duration::ZERO;
+        }
+    } else if let Some(op) = decision.operation.clone() {
+        continue_operation(&cx, &op, &mut decision);
+    }
+    if decision.operation.is_some() && decision.requeue > Duration::from_secs(2) {
+        decision.requeue = Duration::from_secs(2);
+    }
+    if decision.cluster_id.is_none() {
+        decision.requeue = Duration::from_secs(2);
+    }
+    finish_conditions(&cx, &mut decision);
+    decision
+}
+
+fn condition(kind: ConditionType, status: bool, reason: &str, message: &str) -> ConditionUpdate {
+    ConditionUpdate {
+        kind,
+        status,
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+fn ready_nodes(cx: &Context<'_>, members: &[Member]) -> u32 {
+    let name = kube::ResourceExt::name_any(cx.cluster);
+    let mut ready = 0;
+    for (i, rack) in cx.cluster.spec.racks.iter().enumerate() {
+        for ordinal in 0..cx.current[i] {
+            let pod = pod_name(&name, rack, ordinal);
+            let serving = current_member(members, &pod)
+                .is_some_and(|m| matches!(m.lifecycle, Lifecycle::Serving | Lifecycle::Draining));
+            if serving && cx.pod(i, ordinal).is_some_and(|p| p.ready) {
+                ready += 1;
+            }
+        }
+    }
+    ready
+}
+
+/// Brings each member's lifecycle and counts in line with the cluster.
+fn refresh_lifecycles(cx: &Context<'_>, members: &mut [Member]) {
+    let Some(view) = cx.view() else {
+        return;
+    };
+    for m in members.iter_mut() {
+        if m.lifecycle == Lifecycle::Removed {
+            continue;
+        }
+        match view.node(m.node_id) {
+            Some(node) => {
+                m.replicas = node.replicas;
+                m.leaders = node.leaders;
+                m.lifecycle = match node.state {
+                    NodeState::Active => Lifecycle::Serving,
+                    NodeState::Draining if node.replicas == 0 => Lifecycle::Drained,
+                    NodeState::Draining => Lifecycle::Draining,
+                    NodeState::Removed => Lifecycle::Removed,
+                    NodeState::Dead => Lifecycle::Replacing,
+                };
+            }
+            None if m.lifecycle == Lifecycle::Pending || m.lifecycle == Lifecycle::Joining => {
+                let running = locate(cx.cluster, &m.pod)
+                    .and_then(|(i, o)| cx.pod(i, o))
+                    .is_some_and(|p| p.ready);
+                m.lifecycle = if running {
+                    Lifecycle::Joining
+                } else {
+                    Lifecycle::Pending
+                };
+            }
+            None => {}
+        }
+    }
+}
+
+fn operation(kind: OperationKind, node_id: Option<u64>, now: Timestamp) -> Operation {
+    Operation {
+        kind,
+        node_id,
+        started_at: Time(now),
+    }
+}
+
+/// Picks the next operation when none is in progress.
+fn start_operation(
+    cx: &Context<'_>,
+    status: &crate::crd::KVClusterStatus,
+    members: &[Member],
+    events: &mut Vec<(String, String)>,
+) -> Option<Operation> {
+    let spec = &cx.cluster.spec;
+    let name = kube::ResourceExt::name_any(cx.cluster);
+    let view = cx.view()?;
+
+    // Failover: a serving node whose pod has not been Ready for downTimeout.
+    let down_timeout =
+        parse_duration(&spec.failover.down_timeout).unwrap_or(Duration::from_secs(300));
+    if spec.failover.auto_replace {
+        for (i, rack) in spec.racks.iter().enumerate() {
+            for ordinal in 0..cx.current[i] {
+                let pod = pod_name(&name, rack, ordinal);
+                let Some(member) = current_member(members, &pod) else {
+                    continue;
+                };
+                let Some(node) = view.node(member.node_id) else {
+                    continue;
+                };
+                if node.reachable || !matches!(node.state, NodeState::Active | NodeState::Draining)
+                {
+                    continue;
+                }
+                let down_since = cx
+                    .pod(i, ordinal)
+                    .filter(|p| !p.ready)
+                    .map(|p| p.ready_changed_at);
+                if down_since.is_some_and(|t| elapsed(t, cx.now) >= down_timeout) {
+                    events.push((
+                        "ReplaceStarted".into(),
+                        format!(
+                            "node {} (pod {pod}) has been down longer than {}: replacing it",
+                            member.node_id, spec.failover.down_timeout
+                        ),
+                    ));
+                    return Some(operation(
+                        OperationKind::Replace,
+                        Some(member.node_id),
+                        cx.now,
+                    ));
+                }
+            }
+        }
+    }
+
+    // Scale in: the highest ordinal of the last rack with a surplus.
+    let blocked = status.conditions.iter().any(|c| {
+        c.type_ == ConditionType::ScaleBlocked.as_str()
+            && c.status == "True"
+            && c.observed_generation == cx.cluster.metadata.generation
+            && elapsed(c.last_transition_time.0, cx.now) < SCALE_BLOCKED_RETRY
+    });
+    if !blocked {
+        for (i, rack) in spec.racks.iter().enumerate().rev() {
+            if cx.current[i] > cx.targets[i] {
+                let pod = pod_name(&name, rack, cx.current[i] - 1);
+                if let Some(member) = current_member(members, &pod) {
+                    events.push((
+                        "ScaleInStarted".into(),
+                        format!("draining node {} (pod {pod}) to remove it", member.node_id),
+                    ));
+                    return Some(operation(
+                        OperationKind::ScaleIn,
+                        Some(member.node_id),
+                        cx.now,
+                    ));
+                }
+            }
+        }
+    }
+
+    // Scale out: some rack is below its share (the StatefulSets grow now).
+    if cx.current.iter().zip(&cx.targets).any(|(c, t)| c < t) {
+        events.push((
+            "ScaleOutStarted".into(),
+            format!("growing to {} nodes", spec.nodes),
+        ));
+        return Some(operation(OperationKind::ScaleOut, None, cx.now));
+    }
+
+    // Rolling restart: pods on an outdated template, one at a time, highest
+    // ordinal of the last rack first, only while everything is healthy.
+    let all_ready = cx
+        .observed
+        .racks
+        .iter()
+        .zip(&cx.current)
+        .all(|(r, n)| (0..*n).all(|o| r.pod(o).is_some_and(|p| p.ready && !p.deleting)));
+    if all_ready && cx.healthy() {
+        for (i, rack) in spec.racks.iter().enumerate().rev() {
+            let view = &cx.observed.racks[i];
+            for ordinal in (0..cx.current[i]).rev() {
+                let outdated = view
+                    .pod(ordinal)
+                    .is_some_and(|p| p.spec_hash.as_deref() != Some(view.expected_hash.as_str()));
+                if !outdated {
+                    continue;
+                }
+                let pod = pod_name(&name, rack, ordinal);
+                if let Some(member) = current_member(members, &pod) {
+                    events.push((
+                        "RestartStarted".into(),
+                        format!(
+                            "restarting pod {pod} (node {}) on the new template",
+                            member.node_id
+                        ),
+                    ));
+                    return Some(operation(
+                        OperationKind::Upgrade,
+                        Some(member.node_id),
+                        cx.now,
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The replaced identity stays on record as `Replacing`; the pod gets a new one.
+fn mark_replacing(cx: &Context<'_>, members: &mut Vec<Member>, op: &Operation) {
+    let Some(old) = op.node_id else {
+        return;
+    };
+    let Some(index) = members.iter().position(|m| m.node_id == old) else {
+        return;
+    };
+    let pod = members[index].pod.clone();
+    let rack = members[index].rack.clone();
+    members[index].lifecycle = Lifecycle::Replacing;
+    if let Some((rack_index, ordinal)) = locate(cx.cluster, &pod) {
+        let node_id = allocate_node_id(members, rack_index, ordinal);
+        members.push(Member {
+            node_id,
+            pod,
+            rack,
+            lifecycle: Lifecycle::Pending,
+            replicas: 0,
+            leaders: 0,
+        });
+    }
+}
+
+fn progressing(decision: &mut Decision, reason: &str, message: String) {
+    decision.conditions.push(ConditionUpdate {
+        kind: ConditionType::Progressing,
+        status: true,
+        reason: reason.to_owned(),
+        message,
+    });
+}
+
+fn done(decision: &mut Decision, reason: &str, note: String) {
+    decision.operation = None;
+    decision.events.push((reason.to_owned(), note));
+    decision.requeue = Duration::ZERO;
+}
+
+/// Takes the next step of an operation in progress, or ends it.
+fn continue_operation(cx: &Context<'_>, op: &Operation, decision: &mut Decision) {
+    let Some(view) = cx.view() else {
+        progressing(
+            decision,
+            "WaitingForCluster",
+            "no node's admin API answers; waiting".into(),
+        );
+        return;
+    };
+    let spec = &cx.cluster.spec;
+    let stall = parse_duration(&spec.stall_timeout).unwrap_or(Duration::from_secs(600));
+    if elapsed(op.started_at.0, cx.now) > stall {
+        decision.conditions.push(condition(
+            ConditionType::Stalled,
+            true,
+            "OperationStalled",
+            &format!(
+                "{:?} of node {:?} has not finished after {}",
+                op.kind, op.node_id, spec.stall_timeout
+            ),
+        ));
+    }
+    let member = op
+        .node_id
+        .and_then(|id| decision.members.iter().find(|m| m.node_id == id).cloned());
+    let located = member.as_ref().and_then(|m| locate(cx.cluster, &m.pod));
+    match op.kind {
+        OperationKind::Bootstrap => done(decision, "Bootstrapped", "cluster formed".into()),
+        OperationKind::ScaleOut => {
+            let joined = decision
+                .members
+                .iter()
+                .filter(|m| {
+                    m.lifecycle != Lifecycle::Removed && m.lifecycle != Lifecycle::Replacing
+                })
+                .all(|m| m.lifecycle == Lifecycle::Serving);
+            if joined && view.moves_remaining == 0 {
+                done(
+                    decision,
+                    "ScaleOutDone",
+                    format!("{} nodes serving, replicas balanced", spec.nodes),
+                );
+            } else if joined {
+                progressing(
+                    decision,
+                    "Rebalancing",
+                    format!(
+                        "rebalancing: {}/{} replica moves done",
+                        view.moves_done, view.moves_total
+                    ),
+                );
+            } else {
+                progressing(
+                    decision,
+                    "NodesJoining",
+                    "new nodes are starting and joining".into(),
+                );
+            }
+        }
+        OperationKind::ScaleIn => scale_in_step(cx, view, member, located, decision),
+        OperationKind::Replace => replace_step(cx, view, op, member, located, decision),
+        OperationKind::Upgrade => upgrade_step(cx, view, op, member, located, decision),
+    }
+}
+
+fn scale_in_step(
+    cx: &Context<'_>,
+    view: &ClusterView,
+    member: Option<Member>,
+    located: Option<(usize, u32)>,
+    decision: &mut Decision,
+) {
+    let (Some(member), Some((rack, ordinal))) = (member, located) else {
+        done(
+            decision,
+            "ScaleInAbandoned",
+            "the node to drain is unknown".into(),
+        );
+        return;
+    };
+    let id = member.node_id;
+    let state = view.node(id).map(|n| (n.state, n.replicas));
+    // More nodes wanted again: the drain is cancelled and the node stays.
+    if ordinal < cx.targets[rack] {
+        match state {
+            Some((NodeState::Draining, _)) => {
+                decision.action = Action::Admin(AdminCall::CancelDrain(id));
+                progressing(
+                    decision,
+                    "CancellingDrain",
+                    format!("spec.nodes grew: cancelling the drain of node {id}"),
+                );
+            }
+            _ => done(
+                decision,
+                "ScaleInCancelled",
+                format!("node {id} stays: spec.nodes grew"),
+            ),
+        }
+        return;
+    }
+    let replicas = decision.replicas.get_or_insert_with(Vec::new);
+    match state {
+        Some((NodeState::Active, _)) => {
+            decision.action = Action::Admin(AdminCall::Drain(id));
+            progressing(
+                decision,
+                "Draining",
+                format!("draining node {id} (pod {})", member.pod),
+            );
+        }
+        Some((NodeState::Draining, left)) if left > 0 => {
+            progressing(
+                decision,
+                "Draining",
+                format!(
+                    "draining node {id} (pod {}): {left} replicas left",
+                    member.pod
+                ),
+            );
+        }
+        Some((NodeState::Draining, _)) => {
+            decision.action = Action::Admin(AdminCall::Remove(id));
+            progressing(
+                decision,
+                "Removing",
+                format!("node {id} is empty: removing it"),
+            );
+        }
+        Some((NodeState::Dead, _)) => {
+            done(
+                decision,
+                "ScaleInAbandoned",
+                format!("node {id} was declared dead during its drain"),
+            );
+        }
+        Some((NodeState::Removed, _)) | None => {
+            // Removed from the cluster: shrink the StatefulSet past it.
+            if let Some(slot) = replicas.get_mut(rack) {
+                *slot = (*slot).min(ordinal);
+            }
+            if let Some(m) = decision.members.iter_mut().find(|m| m.node_id == id) {
+                m.lifecycle = Lifecycle::Removed;
+            }
+            if cx.pod(rack, ordinal).is_none() {
+                done(
+                    decision,
+                    "ScaleInDone",
+                    format!("node {id} drained and removed; pod {} deleted", member.pod),
+                );
+            } else {
+                progressing(
+                    decision,
+                    "DeletingPod",
+                    format!("node {id} removed; its pod {} is being deleted", member.pod),
+                );
+            }
+        }
+    }
+}
+
+fn replace_step(
+    cx: &Context<'_>,
+    view: &ClusterView,
+    op: &Operation,
+    member: Option<Member>,
+    located: Option<(usize, u32)>,
+    decision: &mut Decision,
+) {
+    let (Some(old), Some((rack, ordinal))) = (member, located) else {
+        done(
+            decision,
+            "ReplaceAbandoned",
+            "the node to replace is unknown".into(),
+        );
+        return;
+    };
+    let id = old.node_id;
+    decision.conditions.push(condition(
+        ConditionType::Degraded,
+        true,
+        "ReplacingNode",
+        &format!(
+            "node {id} (pod {}) stayed down and is being replaced",
+            old.pod
+        ),
+    ));
+    match view.node(id).map(|n| (n.state, n.replicas)) {
+        Some((NodeState::Active | NodeState::Draining, _)) => {
+            decision.action = Action::Admin(AdminCall::Replace(id));
+            progressing(decision, "Replacing", format!("declaring node {id} lost"));
+            return;
+        }
+        Some((NodeState::Dead, 0)) => {
+            decision.action = Action::Admin(AdminCall::Remove(id));
+        }
+        _ => {}
+    }
+    // The cluster fenced the old id: the pod gets a new identity (recorded
+    // before the identity ConfigMap is rewritten and the pod deleted).
+    let has_successor = decision
+        .members
+        .iter()
+        .any(|m| m.pod == old.pod && m.node_id != id && m.lifecycle != Lifecycle::Removed);
+    if !has_successor {
+        mark_replacing(cx, &mut decision.members, op);
+    }
+    // The pod still runs (or waits) with the old identity and volume: both go;
+    // the StatefulSet re-creates them, and the pod starts as the new member.
+    if let Some(pod) = cx.pod(rack, ordinal)
+        && !pod.deleting
+        && pod.created_at <= op.started_at.0
+        && decision.action == Action::None
+    {
+        decision.action = Action::DeletePodAndClaim {
+            pod: pod.name.clone(),
+            claim: format!("{}-{}", crate::builders::statefulset::DATA_VOLUME, pod.name),
+        };
+    }
+    let new_serving = decision
+        .members
+        .iter()
+        .rev()
+        .find(|m| m.pod == old.pod && m.node_id != id)
+        .is_some_and(|m| m.lifecycle == Lifecycle::Serving);
+    let old_gone = matches!(
+        view.node(id).map(|n| n.state),
+        Some(NodeState::Removed) | None
+    );
+    if old_gone && let Some(m) = decision.members.iter_mut().find(|m| m.node_id == id) {
+        m.lifecycle = Lifecycle::Removed;
+    }
+    if old_gone && new_serving && cx.healthy() {
+        done(
+            decision,
+            "ReplaceDone",
+            format!("node {id} replaced; every shard has its replicas again"),
+        );
+    } else {
+        progressing(
+            decision,
+            "Replacing",
+            format!(
+                "replacing node {id}: {} shards under-replicated",
+                view.under_replicated
+            ),
+        );
+    }
+}
+
+fn upgrade_step(
+    cx: &Context<'_>,
+    view: &ClusterView,
+    op: &Operation,
+    member: Option<Member>,
+    located: Option<(usize, u32)>,
+    decision: &mut Decision,
+) {
+    let (Some(member), Some((rack, ordinal))) = (member, located) else {
+        done(
+            decision,
+            "RestartAbandoned",
+            "the node to restart is unknown".into(),
+        );
+        return;
+    };
+    let id = member.node_id;
+    let expected = &cx.observed.racks[rack].expected_hash;
+    let node = view.node(id);
+    match cx.pod(rack, ordinal) {
+        Some(pod) if pod.spec_hash.as_deref() != Some(expected.as_str()) => {
+            if pod.deleting {
+                progressing(
+                    decision,
+                    "Restarting",
+                    format!("pod {} is stopping", pod.name),
+                );
+            } else if node.is_some_and(|n| n.leaders > 0 || !n.evacuating)
+                && elapsed(op.started_at.0, cx.now) < EVACUATION_WAIT
+            {
+                decision.action = Action::Admin(AdminCall::EvacuateLeaders(id));
+                progressing(
+                    decision,
+                    "EvacuatingLeaders",
+                    format!(
+                        "moving leaders off node {id} before restarting pod {}",
+                        pod.name
+                    ),
+                );
+            } else {
+                decision.action = Action::DeletePod(pod.name.clone());
+                progressing(
+                    decision,
+                    "Restarting",
+                    format!("restarting pod {} on the new template", pod.name),
+                );
+            }
+        }
+        Some(pod) => {
+            let back = pod.ready && node.is_some_and(|n| n.reachable);
+            if !back && elapsed(pod.created_at, cx.now) > RESTART_TIMEOUT {
+                decision.conditions.push(condition(
+                    ConditionType::Degraded,
+                    true,
+                    "RestartTimedOut",
+                    &format!(
+                        "pod {} did not come back within {} s of its restart",
+                        pod.name,
+                        RESTART_TIMEOUT.as_secs()
+                    ),
+                ));
+            }
+            if !back || !cx.healthy() {
+                progressing(
+                    decision,
+                    "Restarting",
+                    format!("waiting for pod {} to serve and catch up", pod.name),
+                );
+            } else if node.is_some_and(|n| n.evacuating) {
+                decision.action = Action::Admin(AdminCall::RestoreLeaders(id));
+                progressing(
+                    decision,
+                    "RestoringLeaders",
+                    format!("pod {} is back: leaders may return to node {id}", pod.name),
+                );
+            } else {
+                done(
+                    decision,
+                    "RestartDone",
+                    format!("pod {} runs the new template", pod.name),
+                );
+            }
+        }
+        None => progressing(
+            decision,
+            "Restarting",
+            format!("waiting for pod of node {id} to be re-created"),
+        ),
+    }
+}
+
+/// Fills in the conditions not set by the operation and the phase.
+fn finish_conditions(cx: &Context<'_>, decision: &mut Decision) {
+    let has = |d: &Decision, kind: ConditionType| d.conditions.iter().any(|c| c.kind == kind);
+    let view = cx.view();
+    if !has(decision, ConditionType::Progressing) {
+        decision.conditions.push(condition(
+            ConditionType::Progressing,
+            false,
+            "Idle",
+            "no operation in progress",
+        ));
+    }
+    if !has(decision, ConditionType::Stalled) {
+        decision.conditions.push(condition(
+            ConditionType::Stalled,
+            false,
+            "NotStalled",
+            "operations advance",
+        ));
+    }
+    if !has(decision, ConditionType::Degraded) {
+        let (status, reason, message) = match view {
+            Some(v) if v.under_replicated > 0 || v.leaderless > 0 => (
+                true,
+                "ShardsUnhealthy",
+                format!(
+                    "{} shards under-replicated, {} without a leader",
+                    v.under_replicated, v.leaderless
+                ),
+            ),
+            Some(_) => (
+                false,
+                "ShardsHealthy",
+                "every shard has a leader and all its replicas".to_owned(),
+            ),
+            None => (
+                true,
+                "ClusterUnreachable",
+                "no node's admin API answers".to_owned(),
+            ),
+        };
+        decision.conditions.push(ConditionUpdate {
+            kind: ConditionType::Degraded,
+            status,
+            reason: reason.to_owned(),
+            message,
+        });
+    }
+    let surplus = cx.current.iter().zip(&cx.targets).any(|(c, t)| c > t);
+    let draining = decision.operation.as_ref().is_some_and(|op| {
+        op.kind == OperationKind::ScaleIn
+            && op
+                .node_id
+                .and_then(|id| view.and_then(|v| v.node(id)))
+                .is_some_and(|n| n.state != NodeState::Active)
+    });
+    if !surplus || draining {
+        decision.conditions.push(condition(
+            ConditionType::ScaleBlocked,
+            false,
+            "NotBlocked",
+            "no scale-in is refused",
+        ));
+    }
+    let available = view.is_some_and(|v| v.leaderless == 0) && decision.ready_nodes > 0;
+    decision.conditions.push(condition(
+        ConditionType::Available,
+        available,
+        if available { "Serving" } else { "NotServing" },
+        &format!(
+            "{} of {} nodes ready",
+            decision.ready_nodes, cx.cluster.spec.nodes
+        ),
+    ));
+    let degraded = decision
+        .conditions
+        .iter()
+        .any(|c| c.kind == ConditionType::Degraded && c.status);
+    decision.phase = if cx.cluster.spec.paused {
+        Phase::Paused
+    } else if decision.cluster_id.is_none() {
+        Phase::Creating
+    } else {
+        match decision.operation.as_ref().map(|o| o.kind) {
+            Some(OperationKind::Upgrade) => Phase::Upgrading,
+            Some(OperationKind::ScaleIn | OperationKind::ScaleOut) => Phase::Scaling,
+            _ if degraded => Phase::Degraded,
+            _ => Phase::Running,
+        }
+    };
+}

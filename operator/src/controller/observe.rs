@@ -1,0 +1,107 @@
+//! Reads what [`super::decide`] needs: each rack's StatefulSet and pods
+//! from the API server, and the Cairn cluster from its admin API.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+
+use super::ControllerError;
+use super::admin::ClusterAdmin;
+use super::view::{Observed, PodView, RackView};
+use crate::builders::GRPC_PORT;
+use crate::builders::metadata::INSTANCE_LABEL;
+use crate::builders::statefulset::{POD_SPEC_HASH_ANNOTATION, pod_spec_hash};
+use crate::crd::KVCluster;
+use crate::topology::statefulset_name;
+
+fn pod_view(pod: &Pod, ordinal: u32) -> PodView {
+    let created_at = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+    let ready_condition = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    PodView {
+        name: pod.name_any(),
+        ordinal,
+        ready: ready_condition.is_some_and(|c| c.status == "True"),
+        ready_changed_at: ready_condition
+            .and_then(|c| c.last_transition_time.as_ref())
+            .map_or(created_at, |t| t.0),
+        created_at,
+        spec_hash: pod.annotations().get(POD_SPEC_HASH_ANNOTATION).cloned(),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        ip: pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .filter(|ip| !ip.is_empty()),
+    }
+}
+
+/// Observes `cluster`: its racks through `client`, the Cairn cluster
+/// through `admin` at the running pods.
+///
+/// # Errors
+/// [`ControllerError::Kube`] when the API server cannot be read.
+pub async fn observe(
+    client: &kube::Client,
+    admin: &dyn ClusterAdmin,
+    cluster: &KVCluster,
+) -> Result<Observed, ControllerError> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let all_pods = pods
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
+        .await?;
+    let mut racks = Vec::with_capacity(cluster.spec.racks.len());
+    for rack in &cluster.spec.racks {
+        let set_name = statefulset_name(&name, rack);
+        let set = statefulsets.get_opt(&set_name).await?;
+        let prefix = format!("{set_name}-");
+        let rack_pods = all_pods
+            .items
+            .iter()
+            .filter_map(|p| {
+                let ordinal = p.name_any().strip_prefix(&prefix)?.parse().ok()?;
+                Some(pod_view(p, ordinal))
+            })
+            .collect();
+        racks.push(RackView {
+            replicas: set
+                .as_ref()
+                .and_then(|s| s.spec.as_ref())
+                .and_then(|s| s.replicas)
+                .and_then(|r| u32::try_from(r).ok()),
+            expected_hash: pod_spec_hash(cluster, rack),
+            pods: rack_pods,
+        });
+    }
+    // Ready pods first: they are the likeliest to answer.
+    let mut running: Vec<&PodView> = racks
+        .iter()
+        .flat_map(|r| r.pods.iter())
+        .filter(|p| p.ip.is_some() && !p.deleting)
+        .collect();
+    running.sort_by_key(|p| !p.ready);
+    let endpoints: Vec<String> = running
+        .iter()
+        .filter_map(|p| p.ip.as_ref().map(|ip| format!("{ip}:{GRPC_PORT}")))
+        .collect();
+    let view = admin
+        .observe(&endpoints, cluster.spec.replication_factor)
+        .await;
+    Ok(Observed {
+        racks,
+        cluster: view,
+        endpoints,
+    })
+}
