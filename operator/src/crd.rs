@@ -381,6 +381,11 @@ pub struct Operation {
     pub node_id: Option<u64>,
     /// When the operator recorded it.
     pub started_at: Time,
+    /// Uid of the pod the operation deletes, recorded before the deletion,
+    /// so the pod the StatefulSet re-creates under the same name is told
+    /// apart from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
 }
 
 /// Kinds of [`Operation`].

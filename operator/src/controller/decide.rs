@@ -374,6 +374,7 @@ fn operation(kind: OperationKind, node_id: Option<u64>, now: Timestamp) -> Opera
         kind,
         node_id,
         started_at: Time(now),
+        pod_uid: None,
     }
 }
 
@@ -750,11 +751,16 @@ fn replace_step(
     }
     // The pod still runs (or waits) with the old identity and volume: both go;
     // the StatefulSet re-creates them, and the pod starts as the new member.
+    // The pod's uid is recorded before it is deleted, so the pod re-created
+    // under the same name is recognised and left alone.
     if let Some(pod) = cx.pod(rack, ordinal)
         && !pod.deleting
-        && pod.created_at <= op.started_at.0
         && decision.action == Action::None
+        && op.pod_uid.as_ref().is_none_or(|uid| *uid == pod.uid)
     {
+        if let Some(recorded) = decision.operation.as_mut() {
+            recorded.pod_uid = Some(pod.uid.clone());
+        }
         decision.action = Action::DeletePodAndClaim {
             pod: pod.name.clone(),
             claim: format!("{}-{}", crate::builders::statefulset::DATA_VOLUME, pod.name),

@@ -29,6 +29,7 @@ fn pod_view(pod: &Pod, ordinal: u32) -> PodView {
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
     PodView {
         name: pod.name_any(),
+        uid: pod.uid().unwrap_or_default(),
         ordinal,
         ready: ready_condition.is_some_and(|c| c.status == "True"),
         ready_changed_at: ready_condition

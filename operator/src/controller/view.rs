@@ -9,6 +9,8 @@ use jiff::Timestamp;
 pub struct PodView {
     /// Pod name, `<cluster>-<rack>-<ordinal>`.
     pub name: String,
+    /// Pod uid (a re-created pod has a new one).
+    pub uid: String,
     /// StatefulSet ordinal.
     pub ordinal: u32,
     /// The Ready condition is true.
