@@ -42,9 +42,10 @@ impl Replica {
         let incoming =
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let groups = self.groups.clone();
+        let id = self.id;
         tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(RaftTransportService::new(groups).into_server())
+                .add_service(RaftTransportService::new(groups).into_server(id))
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
                 })

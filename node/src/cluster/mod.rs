@@ -481,10 +481,14 @@ impl Cluster {
         }
         let node = &node;
         if known.iter().find(|n| n.id == node.id) != Some(node) {
-            if let Some(other) = known
-                .iter()
-                .find(|n| n.id != node.id && n.addr == node.addr)
-            {
+            // A removed or dead node's address may be taken over (a
+            // re-created pod keeps its name); peers address messages by id,
+            // so the old identity cannot be impersonated.
+            if let Some(other) = known.iter().find(|n| {
+                n.id != node.id
+                    && n.addr == node.addr
+                    && !matches!(n.state, NodeState::Removed | NodeState::Dead)
+            }) {
                 return Err(ClusterError::Config(format!(
                     "address {} already belongs to node {}",
                     node.addr, other.id

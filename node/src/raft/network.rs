@@ -23,6 +23,9 @@ use rpb::raft_transport_client::RaftTransportClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -206,30 +209,79 @@ impl Peers {
             .ok_or_else(|| format!("no channel to node {id}"))
     }
 
-    fn client(&self, id: u64, addr: &str) -> Result<RaftTransportClient<Channel>, String> {
+    fn client(&self, id: u64, addr: &str) -> Result<PeerClient, String> {
         let mut map = self.channels.lock().map_err(|e| e.to_string())?;
-        if let Some((known, ch)) = map.get(&id)
-            && known == addr
-        {
-            return Ok(RaftTransportClient::new(ch.clone()));
-        }
-        let ch = Channel::from_shared(format!("http://{addr}"))
-            .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy();
-        map.insert(id, (addr.to_string(), ch.clone()));
-        Ok(RaftTransportClient::new(ch)
+        let ch = match map.get(&id) {
+            Some((known, ch)) if known == addr => ch.clone(),
+            _ => {
+                let ch = Channel::from_shared(format!("http://{addr}"))
+                    .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
+                    .connect_timeout(std::time::Duration::from_secs(2))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                map.insert(id, (addr.to_string(), ch.clone()));
+                ch
+            }
+        };
+        Ok(RaftTransportClient::with_interceptor(ch, AddressedTo(id))
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX))
     }
 }
 
+/// Request metadata naming the node id a peer message is for. Addresses
+/// outlive identities: a StatefulSet re-creates a replaced node's pod under
+/// the same name, so the new node (with a new id) is reached at the old
+/// node's address. It must never answer for the old id — a vote or an
+/// append acknowledged on behalf of a replica that no longer exists would
+/// count twice — so every node refuses messages addressed to another id.
+pub const ADDRESSED_TO: &str = "cairn-to-node";
+
+/// The client end of [`ADDRESSED_TO`]: stamps every request with the id of
+/// the node it is meant for.
+#[derive(Debug, Clone, Copy)]
+pub struct AddressedTo(pub u64);
+
+impl Interceptor for AddressedTo {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert(ADDRESSED_TO, MetadataValue::from(self.0));
+        Ok(request)
+    }
+}
+
+/// The server end of [`ADDRESSED_TO`]: lets through requests for this node
+/// (or naming none) and refuses the rest with `FAILED_PRECONDITION`.
+#[derive(Debug, Clone, Copy)]
+pub struct OnlyFor(pub u64);
+
+impl Interceptor for OnlyFor {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(value) = request.metadata().get(ADDRESSED_TO) else {
+            return Ok(request);
+        };
+        match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
+            Some(id) if id == self.0 => Ok(request),
+            Some(id) => Err(Status::failed_precondition(format!(
+                "message for node {id} reached node {}: that address now belongs to another node",
+                self.0
+            ))),
+            None => Err(Status::invalid_argument(format!(
+                "{ADDRESSED_TO} metadata is not a node id"
+            ))),
+        }
+    }
+}
+
+/// A connection to one peer whose requests name that peer's id.
+type PeerClient = RaftTransportClient<InterceptedService<Channel, AddressedTo>>;
+
 /// Collects messages for one peer and sends them in `AppendBatch` calls,
 /// one call in flight at a time: a message arriving while the peer is idle
 /// goes at once, and everything that queues meanwhile goes in the next call
 /// (batches grow with load and add no waiting when idle).
-async fn run_batcher(mut client: RaftTransportClient<Channel>, mut rx: mpsc::Receiver<Pending>) {
+async fn run_batcher(mut client: PeerClient, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -296,7 +348,7 @@ pub struct ShardNetwork {
     target: u64,
     addr: String,
     peers: Peers,
-    client: Result<RaftTransportClient<Channel>, String>,
+    client: Result<PeerClient, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -594,11 +646,18 @@ impl RaftTransportService {
         Self { host }
     }
 
-    /// The tonic service.
-    pub fn into_server(self) -> rpb::raft_transport_server::RaftTransportServer<Self> {
-        rpb::raft_transport_server::RaftTransportServer::new(self)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+    /// The tonic service of node `me`: it refuses messages addressed to
+    /// any other node id.
+    pub fn into_server(
+        self,
+        me: u64,
+    ) -> InterceptedService<rpb::raft_transport_server::RaftTransportServer<Self>, OnlyFor> {
+        InterceptedService::new(
+            rpb::raft_transport_server::RaftTransportServer::new(self)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+            OnlyFor(me),
+        )
     }
 
     async fn group(&self, shard: ShardId) -> Result<ShardRaftHandle, Status> {
@@ -747,5 +806,26 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         let m = req.into_inner();
         let r = self.host.membership(m.shard).await;
         reply(m.shard, &r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamped(to: u64) -> Request<()> {
+        AddressedTo(to).call(Request::new(())).expect("stamps")
+    }
+
+    #[test]
+    fn a_node_answers_only_messages_addressed_to_it() {
+        assert!(OnlyFor(6).call(stamped(6)).is_ok());
+        let refused = OnlyFor(6)
+            .call(stamped(5))
+            .expect_err("addressed to node 5");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(refused.message().contains("node 5") && refused.message().contains("node 6"));
+        // Peers that name no target (older nodes) are still served.
+        assert!(OnlyFor(6).call(Request::new(())).is_ok());
     }
 }

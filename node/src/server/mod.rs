@@ -217,7 +217,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let admin = admin_service.clone().map(AdminGrpc::into_server);
     let transport = cluster.as_ref().map(|c| {
         RaftTransportService::shared(c.clone() as Arc<dyn crate::raft::network::GroupHost>)
-            .into_server()
+            .into_server(c.node_id())
     });
     let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
     // Nagle off: without it every small response waits for the client's
