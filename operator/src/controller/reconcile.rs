@@ -139,11 +139,15 @@ async fn apply_objects(
     Ok(())
 }
 
-async fn delete_ignoring_absent<K>(api: &Api<K>, name: &str) -> Result<(), ControllerError>
+async fn delete_ignoring_absent<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> Result<(), ControllerError>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.delete(name, &DeleteParams::default()).await {
+    match api.delete(name, params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
@@ -250,7 +254,8 @@ async fn reconcile_inner(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, 
             Err(e) => return Err(e.into()),
         },
         Action::DeletePod(pod) => {
-            delete_ignoring_absent(&Api::<Pod>::namespaced(ctx.client.clone(), &ns), pod).await?;
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+            delete_ignoring_absent(&pods, pod, &DeleteParams::default()).await?;
             publish(
                 ctx,
                 cluster,
@@ -264,9 +269,13 @@ async fn reconcile_inner(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, 
             delete_ignoring_absent(
                 &Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ns),
                 claim,
+                &DeleteParams::default(),
             )
             .await?;
-            delete_ignoring_absent(&Api::<Pod>::namespaced(ctx.client.clone(), &ns), pod).await?;
+            // Forced: the pod's machine has been down for downTimeout, and a
+            // pod on a dead machine never finishes a graceful deletion.
+            let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns);
+            delete_ignoring_absent(&pods, pod, &DeleteParams::default().grace_period(0)).await?;
             publish(
                 ctx,
                 cluster,
