@@ -16,9 +16,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use kubesim::apiserver::ApiServer;
-use kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
-use kubesim::statefulset::StatefulSetController;
+use cairn_kubesim::apiserver::ApiServer;
+use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
+use cairn_kubesim::statefulset::StatefulSetController;
 use serde_json::json;
 
 const NS: &str = "kubesim-test";
@@ -152,17 +152,20 @@ async fn http_ok(ip: IpAddr) -> bool {
 
 fn process_alive(pid: u32) -> bool {
     // A zombie is as good as gone; the kubelet reaps its children.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or_default().trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn process_env(pid: u32, name: &str) -> Option<String> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     environ.split(|b| *b == 0).find_map(|entry| {
         let entry = String::from_utf8_lossy(entry);
-        entry
-            .strip_prefix(&format!("{name}="))
-            .map(str::to_owned)
+        entry.strip_prefix(&format!("{name}=")).map(str::to_owned)
     })
 }
 
@@ -240,14 +243,32 @@ async fn parallel_set_gets_ready_pods_and_bound_claims_and_scales_down_gracefull
     }
     let pod = cluster.pod("web-1").await?;
     let labels = pod.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(labels.get("statefulset.kubernetes.io/pod-name").map(String::as_str), Some("web-1"));
-    assert_eq!(labels.get("apps.kubernetes.io/pod-index").map(String::as_str), Some("1"));
+    assert_eq!(
+        labels
+            .get("statefulset.kubernetes.io/pod-name")
+            .map(String::as_str),
+        Some("web-1")
+    );
+    assert_eq!(
+        labels
+            .get("apps.kubernetes.io/pod-index")
+            .map(String::as_str),
+        Some("1")
+    );
     assert!(labels.contains_key("controller-revision-hash"));
-    assert_eq!(pod.spec.as_ref().and_then(|s| s.hostname.as_deref()), Some("web-1"));
-    assert_eq!(pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()), Some("web"));
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.hostname.as_deref()),
+        Some("web-1")
+    );
+    assert_eq!(
+        pod.spec.as_ref().and_then(|s| s.subdomain.as_deref()),
+        Some("web")
+    );
     eventually("set status readyReplicas 2", || async {
         let status = cluster.sets().get("web").await?.status.unwrap_or_default();
-        Ok(status.ready_replicas == Some(2) && status.replicas == 2 && status.updated_replicas == Some(2))
+        Ok(status.ready_replicas == Some(2)
+            && status.replicas == 2
+            && status.updated_replicas == Some(2))
     })
     .await?;
 
@@ -257,7 +278,11 @@ async fn parallel_set_gets_ready_pods_and_bound_claims_and_scales_down_gracefull
     let pid1 = cluster.kubelet.pid(NS, "web-1").context("web-1 pid")?;
     cluster
         .sets()
-        .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": 1}})))
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 1}})),
+        )
         .await?;
     eventually("web-1 deleted and its process gone", || async {
         Ok(cluster.pods().get_opt("web-1").await?.is_none() && !process_alive(pid1))
@@ -311,7 +336,10 @@ async fn deleted_pod_comes_back_from_the_current_template_and_keeps_its_claim() 
             }
         }
     }
-    cluster.sets().replace("db", &PostParams::default(), &template).await?;
+    cluster
+        .sets()
+        .replace("db", &PostParams::default(), &template)
+        .await?;
     eventually("status shows the update revision differs", || async {
         let status = cluster.sets().get("db").await?.status.unwrap_or_default();
         Ok(status.update_revision.is_some() && status.update_revision != status.current_revision)
@@ -320,11 +348,16 @@ async fn deleted_pod_comes_back_from_the_current_template_and_keeps_its_claim() 
     assert_eq!(cluster.kubelet.pid(NS, "db-0"), Some(old_pid));
 
     let old_uid = cluster.pod("db-0").await?.metadata.uid;
-    cluster.pods().delete("db-0", &DeleteParams::default()).await?;
+    cluster
+        .pods()
+        .delete("db-0", &DeleteParams::default())
+        .await?;
     eventually("db-0 recreated, ready and serving", || async {
         let pod = cluster.pods().get_opt("db-0").await?;
-        Ok(pod.is_some_and(|p| p.metadata.uid != old_uid && is_ready(&p))
-            && http_ok(cluster.ip("db-0")?).await)
+        Ok(
+            pod.is_some_and(|p| p.metadata.uid != old_uid && is_ready(&p))
+                && http_ok(cluster.ip("db-0")?).await,
+        )
     })
     .await?;
     assert!(!process_alive(old_pid));
@@ -395,10 +428,15 @@ async fn containers_resolve_pod_names_through_the_hosts_file() -> Result<()> {
             "env": [{"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}]
         }]}
     }))?;
-    cluster.pods().create(&PostParams::default(), &resolver).await?;
+    cluster
+        .pods()
+        .create(&PostParams::default(), &resolver)
+        .await?;
     let log = || cluster.kubelet.log_path(NS, "resolver");
     eventually("resolver reports the name unresolved", || async {
-        Ok(std::fs::read_to_string(log()).unwrap_or_default().contains("unresolved"))
+        Ok(std::fs::read_to_string(log())
+            .unwrap_or_default()
+            .contains("unresolved"))
     })
     .await?;
 
@@ -423,9 +461,14 @@ async fn containers_resolve_pod_names_through_the_hosts_file() -> Result<()> {
     let hosts = std::fs::read_to_string(cluster.kubelet.hosts_file())?;
     let ip0 = cluster.ip("web-0")?;
     for ip in [ip0, ip1] {
-        assert!(hosts.contains(&format!("{ip} web.{NS}.svc.cluster.local web.{NS}.svc")), "{hosts}");
+        assert!(
+            hosts.contains(&format!("{ip} web.{NS}.svc.cluster.local web.{NS}.svc")),
+            "{hosts}"
+        );
     }
-    assert!(hosts.contains(&format!("{ip0} web-0.web.{NS}.svc.cluster.local web-0.web.{NS}.svc web-0.web.{NS}")));
+    assert!(hosts.contains(&format!(
+        "{ip0} web-0.web.{NS}.svc.cluster.local web-0.web.{NS}.svc web-0.web.{NS}"
+    )));
     Ok(())
 }
 
@@ -466,13 +509,20 @@ async fn configmap_volume_reaches_the_translated_path_and_follows_updates() -> R
     let log = cluster.kubelet.log_path(NS, "reader");
     let log_has = |needle: String| {
         let log: PathBuf = log.clone();
-        async move { Ok(std::fs::read_to_string(&log).unwrap_or_default().contains(&needle)) }
+        async move {
+            Ok(std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains(&needle))
+        }
     };
     eventually("reader prints hello from the translated path", || {
         log_has(format!("path={} text=hello", expected_path.display()))
     })
     .await?;
-    assert!(!volume.join("ignored").exists(), "items limit the projected keys");
+    assert!(
+        !volume.join("ignored").exists(),
+        "items limit the projected keys"
+    );
 
     configmaps
         .patch(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// and `localhost:5000/cairn`. The first matching rule wins.
 ///
 /// ```
-/// use kubesim::kubelet::ImageMap;
+/// use cairn_kubesim::kubelet::ImageMap;
 /// let images = ImageMap::new()
 ///     .with_repository("cairn", "/usr/local/bin/cairn-node")
 ///     .with_repository("python", "python3");

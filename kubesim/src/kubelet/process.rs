@@ -133,3 +133,59 @@ pub(crate) fn exit_code(status: ExitStatus) -> i32 {
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(-1)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::kubelet::network;
+
+    /// The container sees the hosts file as /etc/hosts, and sees in-place
+    /// rewrites of it on its next lookup (glibc rereads the file).
+    #[tokio::test]
+    async fn container_resolves_through_the_bind_mounted_hosts_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let hosts = dir.path().join("hosts");
+        let log = dir.path().join("logs/c.log");
+        network::write_in_place(&hosts, "127.0.0.1 localhost\n").unwrap_or_else(|e| panic!("{e}"));
+        let mut process = ContainerProcess::spawn(&Launch {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "while true; do getent hosts a.b.ns.svc || echo unresolved; sleep 0.1; done".into(),
+            ],
+            env: vec![],
+            hosts_file: &hosts,
+            log_file: &log,
+            working_dir: dir.path(),
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let wait_for = |needle: &'static str| async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !read().contains(needle) {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no {needle:?} in {}",
+                    read()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        wait_for("unresolved").await;
+        network::write_in_place(&hosts, "127.0.0.1 localhost\n127.0.0.77 a.b.ns.svc\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        wait_for("127.0.0.77").await;
+        // The host's own /etc/hosts is untouched.
+        assert!(
+            !std::fs::read_to_string("/etc/hosts")
+                .unwrap_or_default()
+                .contains("a.b.ns.svc")
+        );
+
+        process.signal(Signal::SIGKILL);
+        let status = process.wait().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(exit_code(status), 137);
+    }
+}
