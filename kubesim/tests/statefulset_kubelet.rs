@@ -12,13 +12,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cairn_kubesim::apiserver::ApiServer;
+use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
+use cairn_kubesim::statefulset::StatefulSetController;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
-use cairn_kubesim::apiserver::ApiServer;
-use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
-use cairn_kubesim::statefulset::StatefulSetController;
 use serde_json::json;
 
 const NS: &str = "kubesim-test";

@@ -438,6 +438,10 @@ impl Worker {
                 Ok(_) => break,
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => break,
                 Err(e) => {
+                    if pods.has_changed().is_err() {
+                        // The kubelet is gone; nobody is left to retry for.
+                        return;
+                    }
                     warn!(pod = %self.key.1, error = %e, "final delete failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
