@@ -1,0 +1,258 @@
+//! A stand-in Kubernetes with the real operator binary and real
+//! `cairn-node` processes: the in-repo API server, StatefulSet controller
+//! and kubelet of `cairn-kubesim`, the CRD from `crds/`, and
+//! `cairn-operator` started as a child process with a kubeconfig pointing at
+//! the API server.
+#![allow(dead_code)]
+
+pub mod writer;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use cairn_kubesim::apiserver::ApiServer;
+use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
+use cairn_kubesim::statefulset::StatefulSetController;
+use cairn_operator::crd::KVCluster;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+
+/// Namespace every test cluster lives in.
+pub const NS: &str = "default";
+
+/// The whole stand-in environment; everything stops on drop.
+pub struct Env {
+    pub api: ApiServer,
+    pub client: kube::Client,
+    pub kubelet: Kubelet,
+    _statefulsets: StatefulSetController,
+    operator: Option<Child>,
+    kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+    operator_starts: u32,
+}
+
+fn workspace_bin(name: &str) -> PathBuf {
+    cairn_testkit::process::workspace_bin(name)
+}
+
+impl Env {
+    /// Starts the API server (with the KVCluster CRD), the StatefulSet
+    /// controller, the kubelet (pod addresses from `127.0.<subnet>.10`, so
+    /// tests running side by side do not collide) and the operator.
+    pub async fn start(subnet: u8) -> anyhow::Result<Env> {
+        let dir = tempfile::tempdir()?;
+        let api = ApiServer::start().await?;
+        let client = api.client();
+        let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/kvcluster.yaml"),
+        )?)?;
+        Api::<CustomResourceDefinition>::all(client.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .context("registering the KVCluster CRD")?;
+        let statefulsets = StatefulSetController::spawn(client.clone());
+        let images = ImageMap::new().with_repository("cairn", workspace_bin("cairn-node"));
+        let mut config = KubeletConfig::new(dir.path().join("kubelet"), images);
+        config.first_pod_ip = std::net::Ipv4Addr::new(127, 0, subnet, 10);
+        let kubelet = Kubelet::start(client.clone(), config).await?;
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\n\
+                 contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: {NS}\n\
+                 current-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n",
+                api.url()
+            ),
+        )?;
+        let mut env = Env {
+            api,
+            client,
+            kubelet,
+            _statefulsets: statefulsets,
+            operator: None,
+            kubeconfig,
+            dir,
+            operator_starts: 0,
+        };
+        env.start_operator()?;
+        Ok(env)
+    }
+
+    /// Starts `cairn-operator` (its log goes to `operator-<n>.log`).
+    pub fn start_operator(&mut self) -> anyhow::Result<()> {
+        self.operator_starts += 1;
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("operator-{}.log", self.operator_starts)),
+        )?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_cairn-operator"))
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("RUST_LOG", "info,kube=warn,cairn_operator=debug")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("starting cairn-operator")?;
+        self.operator = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILLs the operator (a crash at an arbitrary point).
+    pub fn kill_operator(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn clusters(&self) -> Api<KVCluster> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Creates a KVCluster `name` with `nodes` nodes, 16 shards, RF 3.
+    pub async fn create_cluster(
+        &self,
+        name: &str,
+        nodes: u32,
+        down_timeout: &str,
+    ) -> anyhow::Result<()> {
+        let cluster: KVCluster = serde_json::from_value(serde_json::json!({
+            "apiVersion": "cairn.dev/v1alpha1",
+            "kind": "KVCluster",
+            "metadata": {"name": name, "namespace": NS},
+            "spec": {
+                "nodes": nodes,
+                "shards": 16,
+                "replicationFactor": 3,
+                "image": "cairn",
+                "version": "1",
+                "storage": {"size": "1Gi"},
+                "failover": {"downTimeout": down_timeout, "autoReplace": true},
+                "stallTimeout": "5m",
+                "config": {"block-cache-bytes": "16777216"},
+            }
+        }))?;
+        self.clusters()
+            .create(&PostParams::default(), &cluster)
+            .await?;
+        Ok(())
+    }
+
+    /// Merges `spec` into the cluster's spec.
+    pub async fn patch_spec(&self, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+        self.clusters()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({ "spec": spec })),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Polls the cluster until `done` holds (up to `limit`), and says what
+    /// it last saw when it never does.
+    pub async fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&KVCluster) -> bool,
+    ) -> anyhow::Result<KVCluster> {
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < limit {
+            if let Some(c) = self.clusters().get_opt(name).await? {
+                if done(&c) {
+                    eprintln!(
+                        "[e2e] {what}: after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Ok(c);
+                }
+                last = Some(c);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        bail!(
+            "{what}: not reached within {} s; last status: {}\noperator log tail:\n{}",
+            limit.as_secs(),
+            serde_json::to_string_pretty(&last.and_then(|c| c.status)).unwrap_or_default(),
+            self.operator_log_tail()
+        )
+    }
+
+    /// The last lines of the current operator log.
+    pub fn operator_log_tail(&self) -> String {
+        let path = self
+            .dir
+            .path()
+            .join(format!("operator-{}.log", self.operator_starts));
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// gRPC endpoints (`IP:7000`) of the cluster's pods.
+    pub async fn endpoints(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+            .await?;
+        Ok(pods
+            .items
+            .iter()
+            .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
+            .map(|ip| format!("{ip}:7000"))
+            .collect())
+    }
+
+    /// Names of the cluster's pods.
+    pub async fn pod_names(&self, name: &str) -> anyhow::Result<Vec<String>> {
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+            .await?;
+        let mut names: Vec<String> = pods.items.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        Ok(names)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        self.kill_operator();
+    }
+}
+
+/// Every member serving, every shard led and fully replicated.
+pub fn healthy(c: &KVCluster, nodes: u32) -> bool {
+    let Some(s) = &c.status else {
+        return false;
+    };
+    s.ready_nodes == nodes
+        && s.operation.is_none()
+        && s.cluster_id.is_some()
+        && s.shard_health
+            .as_ref()
+            .is_some_and(|h| h.total > 0 && h.under_replicated == 0 && h.leaderless == 0)
+}
