@@ -58,7 +58,10 @@ async fn a_drained_node_under_load_is_removed_and_fenced() {
 
     let mut a = admin(&cluster.nodes[0]).await.unwrap();
     let r = a
-        .drain_node(apb::NodeRequest { node_id: 4 })
+        .drain_node(apb::NodeRequest {
+            node_id: 4,
+            ..Default::default()
+        })
         .await
         .expect("drain accepted")
         .into_inner();
@@ -96,7 +99,10 @@ async fn a_drained_node_under_load_is_removed_and_fenced() {
     check_history(&client, &acked).await;
 
     let removed = a
-        .remove_node(apb::NodeRequest { node_id: 4 })
+        .remove_node(apb::NodeRequest {
+            node_id: 4,
+            ..Default::default()
+        })
         .await
         .expect("remove accepted")
         .into_inner();
@@ -160,7 +166,10 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
     std::fs::remove_dir_all(cluster.nodes[3].data_dir()).unwrap();
     let mut a = admin(&cluster.nodes[0]).await.unwrap();
     let r = a
-        .replace_node(apb::NodeRequest { node_id: 4 })
+        .replace_node(apb::NodeRequest {
+            node_id: 4,
+            ..Default::default()
+        })
         .await
         .expect("replace accepted")
         .into_inner();
@@ -200,7 +209,10 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
     check_history(&client, &acked).await;
 
     let removed = a
-        .remove_node(apb::NodeRequest { node_id: 4 })
+        .remove_node(apb::NodeRequest {
+            node_id: 4,
+            ..Default::default()
+        })
         .await
         .expect("a replaced node holding nothing can be removed")
         .into_inner();
@@ -238,9 +250,12 @@ async fn evacuated_leaderships_stay_away_until_restored() {
         }
     };
     wait_for(|led| led > 0, "before").await;
-    a.evacuate_leaders(apb::NodeRequest { node_id: 1 })
-        .await
-        .expect("evacuate accepted");
+    a.evacuate_leaders(apb::NodeRequest {
+        node_id: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("evacuate accepted");
     let held = wait_for(|led| led == 0, "evacuating").await;
     assert_eq!(held, 16, "node 1 keeps its replicas");
     // The reconcilers' leader balancing must not bring them back.
@@ -249,9 +264,12 @@ async fn evacuated_leaderships_stay_away_until_restored() {
     assert_eq!(held_by(&s, 1).1, 0, "leaderships came back while evacuated");
     assert!(s.nodes.iter().any(|n| n.id == 1 && n.evacuating_leaders));
 
-    a.restore_leaders(apb::NodeRequest { node_id: 1 })
-        .await
-        .expect("restore accepted");
+    a.restore_leaders(apb::NodeRequest {
+        node_id: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("restore accepted");
     wait_for(|led| led > 0, "restored").await;
 }
 
@@ -280,7 +298,12 @@ async fn rebalance_status_shows_progress_and_a_stall_with_its_cause() {
     // Node 3 dies (but stays a placement target) while node 4 drains: the
     // moves that need a replica on node 3 cannot finish.
     cluster.nodes[2].kill();
-    a.drain_node(apb::NodeRequest { node_id: 4 }).await.unwrap();
+    a.drain_node(apb::NodeRequest {
+        node_id: 4,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let stalled = poll(&mut a, "stall", &|r| r.stalled).await;
     assert!(stalled.moves_remaining > 0);
     assert!(stalled.moves_total >= stalled.moves_remaining);
@@ -317,9 +340,12 @@ async fn a_drain_resumes_after_the_meta_leader_dies_mid_way() {
     let mut a = admin(&cluster.nodes[(meta_leader - 1) as usize])
         .await
         .unwrap();
-    a.drain_node(apb::NodeRequest { node_id: draining })
-        .await
-        .expect("drain accepted");
+    a.drain_node(apb::NodeRequest {
+        node_id: draining,
+        ..Default::default()
+    })
+    .await
+    .expect("drain accepted");
     // The meta leader dies right after recording the drain, and comes back
     // a little later; nothing tells the cluster to carry on.
     let victim = (meta_leader - 1) as usize;
@@ -366,7 +392,10 @@ async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
 
     // Draining would leave fewer nodes than RF 3.
     let e = a
-        .drain_node(apb::NodeRequest { node_id: 3 })
+        .drain_node(apb::NodeRequest {
+            node_id: 3,
+            ..Default::default()
+        })
         .await
         .expect_err("too few nodes");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
@@ -379,7 +408,10 @@ async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
 
     // Removing a node that was never drained.
     let e = a
-        .remove_node(apb::NodeRequest { node_id: 2 })
+        .remove_node(apb::NodeRequest {
+            node_id: 2,
+            ..Default::default()
+        })
         .await
         .expect_err("not drained");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition);
@@ -387,14 +419,20 @@ async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
 
     // Replacing would leave fewer nodes than RF 3, too.
     let e = a
-        .replace_node(apb::NodeRequest { node_id: 3 })
+        .replace_node(apb::NodeRequest {
+            node_id: 3,
+            ..Default::default()
+        })
         .await
         .expect_err("too few nodes");
     assert_eq!(error_code(&e), "too_few_nodes");
 
     // Unknown ids.
     let e = a
-        .drain_node(apb::NodeRequest { node_id: 42 })
+        .drain_node(apb::NodeRequest {
+            node_id: 42,
+            ..Default::default()
+        })
         .await
         .expect_err("unknown node");
     assert_eq!(e.code(), tonic::Code::NotFound);
@@ -557,7 +595,10 @@ async fn a_drain_without_room_on_the_other_nodes_is_refused() {
     }
     let mut a = admin(&cluster.nodes[0]).await.unwrap();
     let err = a
-        .drain_node(apb::NodeRequest { node_id: 4 })
+        .drain_node(apb::NodeRequest {
+            node_id: 4,
+            ..Default::default()
+        })
         .await
         .expect_err("no room for node 4's data");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);

@@ -308,8 +308,10 @@ fn a_node_down_longer_than_down_timeout_is_replaced_with_a_new_identity() {
     assert_eq!((op.kind, op.node_id), (OperationKind::Replace, Some(2)));
 
     let c = record(c, &o);
+    // Three nodes and RF 3: no other node can take node 2's replicas until
+    // its successor joins, so the declaration is forced.
     let d = decide(&c, &o, now());
-    assert_eq!(d.action, Action::Admin(AdminCall::Replace(2)));
+    assert_eq!(d.action, Action::Admin(AdminCall::ReplaceInPlace(2)));
 
     nodes[1].state = NodeState::Dead;
     let d = decide(&c, &observed(3, pods.clone(), nodes.clone()), now());
@@ -353,6 +355,19 @@ fn a_node_down_longer_than_down_timeout_is_replaced_with_a_new_identity() {
         "{:?}",
         d.action
     );
+}
+
+#[test]
+fn with_enough_other_nodes_the_lost_node_is_declared_lost_first() {
+    let (mut pods, mut nodes) = serving(4);
+    pods[3].ready = false;
+    pods[3].ready_changed_at = ago(60);
+    nodes[3].reachable = false;
+    let c = cluster(4);
+    let o = observed(4, pods, nodes);
+    let c = record(c, &o);
+    let d = decide(&c, &o, now());
+    assert_eq!(d.action, Action::Admin(AdminCall::Replace(4)));
 }
 
 #[test]

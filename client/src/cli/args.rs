@@ -218,6 +218,10 @@ pub enum NodeCommand {
     Replace {
         /// The node.
         id: u64,
+        /// Also when fewer than the replication factor other nodes are
+        /// active: its replicas are re-created as a node joins in its place.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a drained (or replaced) node for good; its id can never join again.
     Remove {

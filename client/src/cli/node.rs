@@ -25,7 +25,12 @@ pub async fn run(
     let mut admin = client.admin();
     let (id, verb, reply) = match command {
         NodeCommand::Drain { id, wait } => {
-            let r = admin.drain_node(apb::NodeRequest { node_id: id }).await;
+            let r = admin
+                .drain_node(apb::NodeRequest {
+                    node_id: id,
+                    ..Default::default()
+                })
+                .await;
             let r = r.map_err(status_error)?.into_inner();
             if wait {
                 follow(client, id, Until::Drained, format, out).await?;
@@ -34,7 +39,10 @@ pub async fn run(
         }
         NodeCommand::EvacuateLeaders { id, wait } => {
             let r = admin
-                .evacuate_leaders(apb::NodeRequest { node_id: id })
+                .evacuate_leaders(apb::NodeRequest {
+                    node_id: id,
+                    ..Default::default()
+                })
                 .await;
             let r = r.map_err(status_error)?.into_inner();
             if wait {
@@ -44,16 +52,26 @@ pub async fn run(
         }
         NodeCommand::RestoreLeaders { id } => {
             let r = admin
-                .restore_leaders(apb::NodeRequest { node_id: id })
+                .restore_leaders(apb::NodeRequest {
+                    node_id: id,
+                    ..Default::default()
+                })
                 .await;
             (id, "restore-leaders", r.map_err(status_error)?.into_inner())
         }
         NodeCommand::CancelDrain { id } => {
-            let r = admin.cancel_drain(apb::NodeRequest { node_id: id }).await;
+            let r = admin
+                .cancel_drain(apb::NodeRequest {
+                    node_id: id,
+                    ..Default::default()
+                })
+                .await;
             (id, "cancel-drain", r.map_err(status_error)?.into_inner())
         }
-        NodeCommand::Replace { id } => {
-            let r = admin.replace_node(apb::NodeRequest { node_id: id }).await;
+        NodeCommand::Replace { id, force } => {
+            let r = admin
+                .replace_node(apb::NodeRequest { node_id: id, force })
+                .await;
             (id, "replace", r.map_err(status_error)?.into_inner())
         }
         NodeCommand::Remove { id } => (id, "remove", remove(client, id).await?),
@@ -77,7 +95,10 @@ async fn remove(client: &Client, id: u64) -> anyhow::Result<apb::NodeStateRespon
     loop {
         match client
             .admin()
-            .remove_node(apb::NodeRequest { node_id: id })
+            .remove_node(apb::NodeRequest {
+                node_id: id,
+                ..Default::default()
+            })
             .await
         {
             Ok(r) => return Ok(r.into_inner()),

@@ -596,10 +596,11 @@ impl apb::admin_server::Admin for AdminGrpc {
         &self,
         req: Request<apb::NodeRequest>,
     ) -> Result<Response<apb::NodeStateResponse>, Status> {
+        let force = req.get_ref().force;
         self.lifecycle(
             req,
             async |mut leader, r| leader.replace_node(r).await,
-            async |cluster, id, now| cluster.replace(id, now).await,
+            async |cluster, id, now| cluster.replace(id, force, now).await,
         )
         .await
     }

@@ -188,10 +188,18 @@ impl Cluster {
     /// on it, so shard leaders re-create its replicas on the other nodes
     /// from the surviving ones. Idempotent. Must run on the meta leader.
     ///
+    /// With `force`, also when fewer active nodes than the replication factor
+    /// would remain: the replicas are then re-created as nodes join.
+    ///
     /// # Errors
-    /// Unknown or removed node; fewer active nodes than the replication
-    /// factor would remain.
-    pub async fn replace(&self, id: u64, now_ms: u64) -> Result<NodeState, ClusterError> {
+    /// Unknown or removed node; without `force`, fewer active nodes than the
+    /// replication factor would remain.
+    pub async fn replace(
+        &self,
+        id: u64,
+        force: bool,
+        now_ms: u64,
+    ) -> Result<NodeState, ClusterError> {
         self.meta_leader()?;
         let (node, nodes) = self.node_record(id)?;
         match node.state {
@@ -199,7 +207,7 @@ impl Cluster {
             NodeState::Dead => return Ok(NodeState::Dead),
             NodeState::Active | NodeState::Draining => {}
         }
-        if node.state == NodeState::Active {
+        if node.state == NodeState::Active && !force {
             self.check_enough_left(id, &nodes, "replacing")?;
         }
         tracing::warn!(

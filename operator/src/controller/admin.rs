@@ -155,20 +155,60 @@ impl GrpcAdmin {
     async fn call_one(endpoint: &str, call: AdminCall) -> Result<(), AdminError> {
         let mut client = connect(endpoint).await?;
         let result = match call {
-            AdminCall::Drain(id) => client.drain_node(apb::NodeRequest { node_id: id }).await,
-            AdminCall::CancelDrain(id) => {
-                client.cancel_drain(apb::NodeRequest { node_id: id }).await
+            AdminCall::Drain(id) => {
+                client
+                    .drain_node(apb::NodeRequest {
+                        node_id: id,
+                        ..Default::default()
+                    })
+                    .await
             }
-            AdminCall::Remove(id) => client.remove_node(apb::NodeRequest { node_id: id }).await,
-            AdminCall::Replace(id) => client.replace_node(apb::NodeRequest { node_id: id }).await,
+            AdminCall::CancelDrain(id) => {
+                client
+                    .cancel_drain(apb::NodeRequest {
+                        node_id: id,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            AdminCall::Remove(id) => {
+                client
+                    .remove_node(apb::NodeRequest {
+                        node_id: id,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            AdminCall::Replace(id) => {
+                client
+                    .replace_node(apb::NodeRequest {
+                        node_id: id,
+                        force: false,
+                    })
+                    .await
+            }
+            AdminCall::ReplaceInPlace(id) => {
+                client
+                    .replace_node(apb::NodeRequest {
+                        node_id: id,
+                        force: true,
+                    })
+                    .await
+            }
             AdminCall::EvacuateLeaders(id) => {
                 client
-                    .evacuate_leaders(apb::NodeRequest { node_id: id })
+                    .evacuate_leaders(apb::NodeRequest {
+                        node_id: id,
+                        ..Default::default()
+                    })
                     .await
             }
             AdminCall::RestoreLeaders(id) => {
                 client
-                    .restore_leaders(apb::NodeRequest { node_id: id })
+                    .restore_leaders(apb::NodeRequest {
+                        node_id: id,
+                        ..Default::default()
+                    })
                     .await
             }
         };

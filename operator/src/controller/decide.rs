@@ -39,6 +39,9 @@ pub enum AdminCall {
     Remove(u64),
     /// Declare a node lost and re-create its replicas elsewhere.
     Replace(u64),
+    /// Declare a node lost although fewer than RF other nodes are active:
+    /// its successor (the re-created pod) is where its replicas go.
+    ReplaceInPlace(u64),
     /// Move leaderships off a node before restarting it.
     EvacuateLeaders(u64),
     /// Let leaderships return after a restart.
@@ -389,10 +392,18 @@ fn start_operation(
     let name = kube::ResourceExt::name_any(cx.cluster);
     let view = cx.view()?;
 
+    // A step the cluster refused recently (ScaleBlocked) is not retried yet.
+    let blocked = status.conditions.iter().any(|c| {
+        c.type_ == ConditionType::ScaleBlocked.as_str()
+            && c.status == "True"
+            && c.observed_generation == cx.cluster.metadata.generation
+            && elapsed(c.last_transition_time.0, cx.now) < SCALE_BLOCKED_RETRY
+    });
+
     // Failover: a serving node whose pod has not been Ready for downTimeout.
     let down_timeout =
         parse_duration(&spec.failover.down_timeout).unwrap_or(Duration::from_secs(300));
-    if spec.failover.auto_replace {
+    if spec.failover.auto_replace && !blocked {
         for (i, rack) in spec.racks.iter().enumerate() {
             for ordinal in 0..cx.current[i] {
                 let pod = pod_name(&name, rack, ordinal);
@@ -429,12 +440,6 @@ fn start_operation(
     }
 
     // Scale in: the highest ordinal of the last rack with a surplus.
-    let blocked = status.conditions.iter().any(|c| {
-        c.type_ == ConditionType::ScaleBlocked.as_str()
-            && c.status == "True"
-            && c.observed_generation == cx.cluster.metadata.generation
-            && elapsed(c.last_transition_time.0, cx.now) < SCALE_BLOCKED_RETRY
-    });
     if !blocked {
         for (i, rack) in spec.racks.iter().enumerate().rev() {
             if cx.current[i] > cx.targets[i] {
@@ -729,9 +734,23 @@ fn replace_step(
             old.pod
         ),
     ));
+    // The cluster re-creates a lost node's replicas on the other active
+    // nodes, and refuses ReplaceNode while fewer than RF others are active
+    // unless forced. Forced here (e.g. 3 nodes, RF 3): the successor the
+    // StatefulSet re-creates in the lost node's place is where they go.
+    let others_active = view
+        .nodes
+        .iter()
+        .filter(|n| n.id != id && matches!(n.state, NodeState::Active | NodeState::Draining))
+        .count();
+    let enough_others = others_active as u64 >= u64::from(cx.cluster.spec.replication_factor);
     match view.node(id).map(|n| (n.state, n.replicas)) {
         Some((NodeState::Active | NodeState::Draining, _)) => {
-            decision.action = Action::Admin(AdminCall::Replace(id));
+            decision.action = Action::Admin(if enough_others {
+                AdminCall::Replace(id)
+            } else {
+                AdminCall::ReplaceInPlace(id)
+            });
             progressing(decision, "Replacing", format!("declaring node {id} lost"));
             return;
         }
