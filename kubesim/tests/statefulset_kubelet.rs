@@ -37,6 +37,14 @@ struct Cluster {
 impl Cluster {
     /// `subnet` picks the pod addresses: 127.0.<subnet>.10 and up.
     async fn start(subnet: u8) -> Result<Self> {
+        // Logs of the controller and kubelet, shown for failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "cairn_kubesim=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let api = ApiServer::start().await.context("api server")?;
         let client = api.client();
         let root = tempfile::tempdir()?;
@@ -506,9 +514,9 @@ async fn configmap_volume_reaches_the_translated_path_and_follows_updates() -> R
     cluster.pods().create(&PostParams::default(), &pod).await?;
     let volume = cluster.kubelet.volume_dir(NS, "reader", "conf");
     let expected_path = volume.join("greeting.txt");
-    let log = cluster.kubelet.log_path(NS, "reader");
+    // The log's name is known once the kubelet has seen the pod: look it up each time.
     let log_has = |needle: String| {
-        let log: PathBuf = log.clone();
+        let log: PathBuf = cluster.kubelet.log_path(NS, "reader");
         async move {
             Ok(std::fs::read_to_string(&log)
                 .unwrap_or_default()
