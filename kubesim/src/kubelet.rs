@@ -204,7 +204,9 @@ impl Kubelet {
     }
 
     /// The log file of the pod's (first) container: stdout and stderr of
-    /// every run, appended, kept after the pod is gone.
+    /// every run, appended, kept after the pod is gone. The file is named
+    /// after the container, so the answer is right only once the kubelet has
+    /// seen the pod (before that it names `unknown.log`).
     pub fn log_path(&self, namespace: &str, pod: &str) -> PathBuf {
         let container = self
             .shared

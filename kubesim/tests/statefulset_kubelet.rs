@@ -12,9 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cairn_kubesim::apiserver::ApiServer;
+#[path = "/tmp/fake_api.rs"]
+mod fake_api;
 use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
 use cairn_kubesim::statefulset::StatefulSetController;
+use fake_api::FakeApi as ApiServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -37,6 +39,14 @@ struct Cluster {
 impl Cluster {
     /// `subnet` picks the pod addresses: 127.0.<subnet>.10 and up.
     async fn start(subnet: u8) -> Result<Self> {
+        // Logs of the controller and kubelet, shown for failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "cairn_kubesim=debug".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let api = ApiServer::start().await.context("api server")?;
         let client = api.client();
         let root = tempfile::tempdir()?;
@@ -506,9 +516,9 @@ async fn configmap_volume_reaches_the_translated_path_and_follows_updates() -> R
     cluster.pods().create(&PostParams::default(), &pod).await?;
     let volume = cluster.kubelet.volume_dir(NS, "reader", "conf");
     let expected_path = volume.join("greeting.txt");
-    let log = cluster.kubelet.log_path(NS, "reader");
+    // The log's name is known once the kubelet has seen the pod: look it up each time.
     let log_has = |needle: String| {
-        let log: PathBuf = log.clone();
+        let log: PathBuf = cluster.kubelet.log_path(NS, "reader");
         async move {
             Ok(std::fs::read_to_string(&log)
                 .unwrap_or_default()
@@ -532,5 +542,167 @@ async fn configmap_volume_reaches_the_translated_path_and_follows_updates() -> R
         )
         .await?;
     eventually("reader sees the update", || log_has("text=bye".to_owned())).await?;
+    Ok(())
+}
+
+fn created(pod: &Pod) -> Option<jiff::Timestamp> {
+    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
+
+#[tokio::test]
+async fn ordered_ready_creates_in_order_and_rolling_update_replaces_highest_first() -> Result<()> {
+    let cluster = Cluster::start(6).await?;
+    let mut set = web_set(
+        "ord",
+        2,
+        json!({"persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete"}}),
+    )?;
+    // Readiness takes two seconds, so ordering is visible.
+    if let Some(probe) = set
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .and_then(|s| s.containers.first_mut())
+        .and_then(|c| c.readiness_probe.as_mut())
+    {
+        probe.initial_delay_seconds = Some(2);
+    }
+    cluster.sets().create(&PostParams::default(), &set).await?;
+
+    // While ord-1 does not exist yet, watch that it never appears before ord-0 is Ready.
+    eventually("ord-1 exists", || async {
+        let pod0 = cluster.pods().get_opt("ord-0").await?;
+        let pod1 = cluster.pods().get_opt("ord-1").await?;
+        if pod1.is_some() {
+            assert!(
+                pod0.as_ref().is_some_and(is_ready),
+                "ord-1 created before ord-0 was ready"
+            );
+        }
+        Ok(pod1.is_some())
+    })
+    .await?;
+    cluster.wait_ready_and_serving("ord-1").await?;
+    let (old0, old1) = (cluster.pod("ord-0").await?, cluster.pod("ord-1").await?);
+
+    // whenDeleted: Delete — claims are owned by the set.
+    let set_uid = cluster.sets().get("ord").await?.metadata.uid;
+    for claim in ["data-ord-0", "data-ord-1"] {
+        let refs = cluster
+            .claims()
+            .get(claim)
+            .await?
+            .metadata
+            .owner_references
+            .unwrap_or_default();
+        assert!(
+            refs.iter().any(|r| Some(&r.uid) == set_uid.as_ref()),
+            "{claim} owned by the set"
+        );
+    }
+
+    // RollingUpdate (the default): a template change replaces both pods, ord-1 first.
+    cluster
+        .sets()
+        .patch(
+            "ord",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"template": {"metadata": {"annotations": {"rev": "2"}}}}}),
+            ),
+        )
+        .await?;
+    eventually("both pods replaced and the set current", || async {
+        let status = cluster.sets().get("ord").await?.status.unwrap_or_default();
+        let pods = [
+            cluster.pods().get_opt("ord-0").await?,
+            cluster.pods().get_opt("ord-1").await?,
+        ];
+        Ok(pods.iter().all(|p| {
+            p.as_ref().is_some_and(|p| {
+                is_ready(p)
+                    && p.metadata.uid != old0.metadata.uid
+                    && p.metadata.uid != old1.metadata.uid
+            })
+        }) && status.current_revision == status.update_revision
+            && status.updated_replicas == Some(2)
+            && status.ready_replicas == Some(2))
+    })
+    .await?;
+    let (new0, new1) = (cluster.pod("ord-0").await?, cluster.pod("ord-1").await?);
+    assert!(
+        created(&new1) <= created(&new0),
+        "ord-1 is replaced before ord-0"
+    );
+    assert_eq!(
+        new0.metadata
+            .annotations
+            .unwrap_or_default()
+            .get("rev")
+            .map(String::as_str),
+        Some("2")
+    );
+
+    // Deleting the set: garbage collection takes the pods and, per policy, the claims.
+    let pids: Vec<u32> = ["ord-0", "ord-1"]
+        .iter()
+        .filter_map(|p| cluster.kubelet.pid(NS, p))
+        .collect();
+    cluster
+        .sets()
+        .delete("ord", &DeleteParams::default())
+        .await?;
+    eventually("pods, processes and claims gone", || async {
+        let pods_gone = cluster.pods().get_opt("ord-0").await?.is_none()
+            && cluster.pods().get_opt("ord-1").await?.is_none();
+        let claims_gone = cluster.claims().get_opt("data-ord-0").await?.is_none()
+            && cluster.claims().get_opt("data-ord-1").await?.is_none();
+        Ok(pods_gone && claims_gone && pids.iter().all(|p| !process_alive(*p)))
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn graceful_deletion_sigkills_a_process_that_ignores_sigterm_after_the_grace_period()
+-> Result<()> {
+    let cluster = Cluster::start(7).await?;
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "stubborn", "namespace": NS},
+        "spec": {
+            "terminationGracePeriodSeconds": 3,
+            "containers": [{
+                "name": "stubborn",
+                "image": "python:3",
+                "command": ["/bin/sh", "-c", "trap 'echo got TERM' TERM; echo started; while true; do sleep 0.1; done"]
+            }]
+        }
+    }))?;
+    cluster.pods().create(&PostParams::default(), &pod).await?;
+    eventually("stubborn ready", || async {
+        Ok(cluster
+            .pods()
+            .get_opt("stubborn")
+            .await?
+            .is_some_and(|p| is_ready(&p)))
+    })
+    .await?;
+    let pid = cluster.kubelet.pid(NS, "stubborn").context("pid")?;
+    let start = std::time::Instant::now();
+    cluster
+        .pods()
+        .delete("stubborn", &DeleteParams::default())
+        .await?;
+    eventually("stubborn deleted and its process gone", || async {
+        Ok(cluster.pods().get_opt("stubborn").await?.is_none() && !process_alive(pid))
+    })
+    .await?;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500),
+        "killed after {took:?}, before the grace period"
+    );
+    let log = std::fs::read_to_string(cluster.kubelet.log_path(NS, "stubborn"))?;
+    assert!(log.contains("got TERM"), "{log}");
     Ok(())
 }

@@ -374,7 +374,12 @@ impl Worker {
             "OnFailure" => code != 0,
             _ => true,
         };
-        if !restart && !stopped {
+        if stopped {
+            // Starts again as soon as the node resumes, without backoff.
+            self.next_start = Instant::now();
+            return;
+        }
+        if !restart {
             self.completed = true;
             return;
         }
