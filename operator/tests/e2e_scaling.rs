@@ -126,6 +126,26 @@ async fn create_scale_out_and_scale_in_across_an_operator_restart() -> anyhow::R
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // Every lifecycle step was an Event, and the restarted operator counts its own.
+    let reasons = env.event_reasons().await?;
+    for reason in [
+        "ScaleOutStarted",
+        "ScaleOutDone",
+        "ScaleInStarted",
+        "ScaleInDone",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "no {reason} Event among {reasons:?}"
+        );
+    }
+    let metrics = env.operator_metrics().await?;
+    assert!(
+        metrics.contains("cairn_operator_reconciles_total{result=\"ok\"}")
+            && metrics.contains("cairn_operator_lifecycle_events_total{reason=\"ScaleInDone\"}"),
+        "operator metrics:\n{metrics}"
+    );
+
     let client = writer.client();
     let (acked, failures, error) = writer.stop().await?;
     assert_eq!(failures, 0, "client saw failures beyond retries: {error:?}");

@@ -31,6 +31,8 @@ pub struct Env {
     pub kubelet: Kubelet,
     _statefulsets: StatefulSetController,
     operator: Option<Child>,
+    /// Where the running operator serves `/metrics`.
+    pub operator_metrics: String,
     kubeconfig: PathBuf,
     pub dir: tempfile::TempDir,
     operator_starts: u32,
@@ -76,6 +78,7 @@ impl Env {
             kubelet,
             _statefulsets: statefulsets,
             operator: None,
+            operator_metrics: String::new(),
             kubeconfig,
             dir,
             operator_starts: 0,
@@ -105,6 +108,7 @@ impl Env {
             .spawn()
             .context("starting cairn-operator")?;
         self.operator = Some(child);
+        self.operator_metrics = format!("http://127.0.0.1:{port}/metrics");
         Ok(())
     }
 
@@ -224,6 +228,24 @@ impl Env {
             .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
             .map(|ip| format!("{ip}:7000"))
             .collect())
+    }
+
+    /// Reasons of the Kubernetes Events the operator published.
+    pub async fn event_reasons(&self) -> anyhow::Result<Vec<String>> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        Ok(events
+            .list(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect())
+    }
+
+    /// The operator's `/metrics` text.
+    pub async fn operator_metrics(&self) -> anyhow::Result<String> {
+        Ok(reqwest::get(&self.operator_metrics).await?.text().await?)
     }
 
     /// Names of the cluster's pods.
