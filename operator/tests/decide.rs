@@ -87,6 +87,7 @@ fn observed(replicas: u32, pods: Vec<PodView>, nodes: Vec<NodeView>) -> Observed
             ..ClusterView::default()
         }),
         endpoints: vec!["127.0.0.10:7000".into()],
+        lost_claims: vec![],
     }
 }
 
@@ -122,6 +123,7 @@ fn a_new_cluster_gets_its_statefulsets_and_identities_and_no_operation() {
         }],
         cluster: None,
         endpoints: vec![],
+        lost_claims: vec![],
     };
     let d = decide(&c, &o, now());
     assert_eq!(d.replicas, Some(vec![3]));
@@ -354,6 +356,21 @@ fn a_node_down_longer_than_down_timeout_is_replaced_with_a_new_identity() {
         !matches!(d.action, Action::DeletePodAndClaim { .. }),
         "{:?}",
         d.action
+    );
+}
+
+#[test]
+fn a_node_whose_volume_claim_is_gone_is_replaced_at_once() {
+    let (pods, nodes) = serving(3);
+    let mut o = observed(3, pods, nodes);
+    o.lost_claims = vec!["data-kv-default-2".into()];
+    let d = decide(&cluster(3), &o, now());
+    let op = d.operation.expect("replace");
+    assert_eq!((op.kind, op.node_id), (OperationKind::Replace, Some(3)));
+    assert!(
+        d.events
+            .iter()
+            .any(|(_, note)| note.contains("data-kv-default-2"))
     );
 }
 

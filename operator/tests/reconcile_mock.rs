@@ -69,6 +69,13 @@ fn pods(n: u32) -> Value {
     json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "1"}, "items": items})
 }
 
+fn claims(n: u32) -> Value {
+    let items: Vec<Value> = (0..n)
+        .map(|o| json!({"metadata": {"name": format!("data-kv-default-{o}"), "namespace": "ns"}, "spec": {}}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
 fn statefulset(replicas: u32) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "kv-default", "namespace": "ns"},
@@ -176,6 +183,7 @@ async fn run(
 }
 
 const PODS: &str = "/api/v1/namespaces/ns/pods";
+const CLAIMS: &str = "/api/v1/namespaces/ns/persistentvolumeclaims";
 const STS: &str = "/apis/apps/v1/namespaces/ns/statefulsets/kv-default";
 const STATUS: &str = "/apis/cairn.dev/v1alpha1/namespaces/ns/kvclusters/kv/status";
 const IDENTITY: &str = "/api/v1/namespaces/ns/configmaps/kv-identity";
@@ -207,6 +215,7 @@ async fn a_new_cluster_gets_its_objects_applied_in_order() {
         vec![
             expect(Method::GET, PODS, Some(pods(0))),
             expect(Method::GET, STS, Some(Value::Null)),
+            expect(Method::GET, CLAIMS, Some(claims(0))),
             Expect {
                 reply: Some(status_echo),
                 ..checked(Method::PATCH, STATUS, |body| {
@@ -249,6 +258,7 @@ async fn scaling_out_records_the_operation_then_grows_the_statefulset() {
         vec![
             expect(Method::GET, PODS, Some(pods(3))),
             expect(Method::GET, STS, Some(statefulset(3))),
+            expect(Method::GET, CLAIMS, Some(claims(3))),
             Expect {
                 reply: Some(serde_json::to_value(&c).expect("json")),
                 ..checked(Method::PATCH, STATUS, |body| {
@@ -294,6 +304,7 @@ async fn a_recorded_scale_in_drains_its_node_and_holds_the_statefulset() {
         vec![
             expect(Method::GET, PODS, Some(pods(5))),
             expect(Method::GET, STS, Some(statefulset(5))),
+            expect(Method::GET, CLAIMS, Some(claims(5))),
             Expect {
                 reply: Some(serde_json::to_value(&c).expect("json")),
                 ..checked(Method::PATCH, STATUS, |body| {

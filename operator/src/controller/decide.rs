@@ -413,8 +413,26 @@ fn start_operation(
                 let Some(node) = view.node(member.node_id) else {
                     continue;
                 };
-                if node.reachable || !matches!(node.state, NodeState::Active | NodeState::Draining)
-                {
+                if !matches!(node.state, NodeState::Active | NodeState::Draining) {
+                    continue;
+                }
+                // A lost volume: the node's data is gone, waiting cannot help.
+                let claim = format!("{}-{pod}", crate::builders::statefulset::DATA_VOLUME);
+                if cx.observed.lost_claims.contains(&claim) {
+                    events.push((
+                        "ReplaceStarted".into(),
+                        format!(
+                            "the volume claim {claim} of node {} (pod {pod}) is gone: replacing it",
+                            member.node_id
+                        ),
+                    ));
+                    return Some(operation(
+                        OperationKind::Replace,
+                        Some(member.node_id),
+                        cx.now,
+                    ));
+                }
+                if node.reachable {
                     continue;
                 }
                 let down_since = cx

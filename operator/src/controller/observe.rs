@@ -3,7 +3,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
@@ -12,7 +12,7 @@ use super::admin::ClusterAdmin;
 use super::view::{Observed, PodView, RackView};
 use crate::builders::GRPC_PORT;
 use crate::builders::metadata::INSTANCE_LABEL;
-use crate::builders::statefulset::{POD_SPEC_HASH_ANNOTATION, pod_spec_hash};
+use crate::builders::statefulset::{DATA_VOLUME, POD_SPEC_HASH_ANNOTATION, pod_spec_hash};
 use crate::crd::KVCluster;
 use crate::topology::statefulset_name;
 
@@ -100,9 +100,27 @@ pub async fn observe(
     let view = admin
         .observe(&endpoints, cluster.spec.replication_factor)
         .await;
+    // A pod whose data claim is gone (or going) lost its volume.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let present: Vec<String> = claims
+        .list(&ListParams::default().labels(&format!("{INSTANCE_LABEL}={name}")))
+        .await?
+        .items
+        .iter()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+        .map(ResourceExt::name_any)
+        .collect();
+    let lost_claims = racks
+        .iter()
+        .flat_map(|r| r.pods.iter())
+        .filter(|p| !p.deleting)
+        .map(|p| format!("{DATA_VOLUME}-{}", p.name))
+        .filter(|claim| !present.contains(claim))
+        .collect();
     Ok(Observed {
         racks,
         cluster: view,
         endpoints,
+        lost_claims,
     })
 }

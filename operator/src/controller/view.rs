@@ -113,4 +113,7 @@ pub struct Observed {
     /// gRPC addresses of the running pods, ready ones first: where admin
     /// calls go.
     pub endpoints: Vec<String>,
+    /// Data volume claims of existing pods that are missing or being
+    /// deleted: those nodes lost their data.
+    pub lost_claims: Vec<String>,
 }
