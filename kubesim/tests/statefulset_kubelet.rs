@@ -12,11 +12,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-#[path = "/tmp/fake_api.rs"]
-mod fake_api;
+use cairn_kubesim::apiserver::ApiServer;
 use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
 use cairn_kubesim::statefulset::StatefulSetController;
-use fake_api::FakeApi as ApiServer;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
