@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -113,6 +113,25 @@ impl KubeletConfig {
     }
 }
 
+/// Creates the `Node` object named `name`, Ready, unless it exists. Only
+/// registration is emulated: no heartbeats or node lease, and deleting the
+/// object does not stop the pods bound to it.
+async fn register_node(client: &Client, name: &str) -> Result<(), KubeletError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": { "name": name, "labels": { "kubernetes.io/hostname": name } },
+        "status": { "conditions": [{ "type": "Ready", "status": "True" }] },
+    }))
+    .map_err(|e| KubeletError::Unsupported(format!("node object: {e}")))?;
+    match nodes.create(&kube::api::PostParams::default(), &node).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A running kubelet. Dropping it stops watching and kills every container
 /// process it started (SIGKILL to each process group).
 #[derive(Debug)]
@@ -122,11 +141,13 @@ pub struct Kubelet {
 }
 
 impl Kubelet {
-    /// Starts watching pods and claims and running this node's pods.
+    /// Registers this node's `Node` object (as a kubelet does), then starts
+    /// watching pods and claims and running this node's pods.
     ///
     /// # Errors
     ///
-    /// The root directory or hosts file cannot be created.
+    /// The root directory or hosts file cannot be created, or the Node
+    /// cannot be registered.
     pub async fn start(client: Client, config: KubeletConfig) -> Result<Kubelet, KubeletError> {
         std::fs::create_dir_all(&config.root_dir)?;
         let hosts_file = config.root_dir.join("hosts");
@@ -143,6 +164,7 @@ impl Kubelet {
             config,
         });
         info!(node = %shared.config.node_name, root = %shared.config.root_dir.display(), "kubelet starting");
+        register_node(&shared.client, &shared.config.node_name).await?;
         let tasks = vec![
             tokio::spawn(watch_pods(shared.clone())),
             tokio::spawn(watch_claims(shared.clone())),

@@ -88,6 +88,7 @@ fn observed(replicas: u32, pods: Vec<PodView>, nodes: Vec<NodeView>) -> Observed
         }),
         endpoints: vec!["127.0.0.10:7000".into()],
         lost_claims: vec![],
+        lost_nodes: vec![],
     }
 }
 
@@ -124,6 +125,7 @@ fn a_new_cluster_gets_its_statefulsets_and_identities_and_no_operation() {
         cluster: None,
         endpoints: vec![],
         lost_claims: vec![],
+        lost_nodes: vec![],
     };
     let d = decide(&c, &o, now());
     assert_eq!(d.replicas, Some(vec![3]));
@@ -371,6 +373,21 @@ fn a_node_whose_volume_claim_is_gone_is_replaced_at_once() {
         d.events
             .iter()
             .any(|(_, note)| note.contains("data-kv-default-2"))
+    );
+}
+
+#[test]
+fn a_node_whose_kubernetes_node_is_gone_is_replaced_at_once() {
+    let (pods, nodes) = serving(3);
+    let mut o = observed(3, pods, nodes);
+    o.lost_nodes = vec![("kv-default-1".into(), "worker-7".into())];
+    let d = decide(&cluster(3), &o, now());
+    let op = d.operation.expect("replace");
+    assert_eq!((op.kind, op.node_id), (OperationKind::Replace, Some(2)));
+    assert!(
+        d.events
+            .iter()
+            .any(|(_, note)| note.contains("worker-7") && note.contains("kv-default-1"))
     );
 }
 

@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use cairn_operator::builders::statefulset::{POD_SPEC_HASH_ANNOTATION, pod_spec_hash};
 use cairn_operator::controller::Context;
 use cairn_operator::controller::admin::{AdminError, ClusterAdmin};
 use cairn_operator::controller::decide::AdminCall;
@@ -326,4 +327,103 @@ async fn a_recorded_scale_in_drains_its_node_and_holds_the_statefulset() {
     )
     .await;
     assert_eq!(calls, vec![AdminCall::Drain(5)]);
+}
+
+/// Pods of `cluster`'s current template bound to Kubernetes nodes `w0`,
+/// `w1`, ...
+fn bound_pods(cluster: &KVCluster, n: u32) -> Value {
+    let hash = pod_spec_hash(cluster, &cluster.spec.racks[0]);
+    let mut list = pods(n);
+    for (o, pod) in list["items"]
+        .as_array_mut()
+        .expect("items")
+        .iter_mut()
+        .enumerate()
+    {
+        pod["spec"] = json!({"nodeName": format!("w{o}"), "containers": []});
+        pod["metadata"]["annotations"] = json!({ POD_SPEC_HASH_ANNOTATION: hash });
+    }
+    list
+}
+
+fn nodes(names: &[&str]) -> Value {
+    let items: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n}}))
+        .collect();
+    json!({"apiVersion": "v1", "kind": "NodeList", "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+const NODES: &str = "/api/v1/nodes";
+
+#[tokio::test]
+async fn a_pod_whose_kubernetes_node_was_deleted_starts_a_replacement() {
+    let members: Vec<Value> = (1..=3)
+        .map(|id| json!({"nodeId": id, "pod": format!("kv-default-{}", id - 1), "rack": "default", "lifecycle": "Serving"}))
+        .collect();
+    let c = cluster(3, json!({"clusterId": "c1", "members": members}));
+    let calls = run(
+        c.clone(),
+        Some(view(3)),
+        vec![
+            expect(Method::GET, PODS, Some(bound_pods(&c, 3))),
+            expect(Method::GET, STS, Some(statefulset(3))),
+            expect(Method::GET, CLAIMS, Some(claims(3))),
+            expect(Method::GET, NODES, Some(nodes(&["w0", "w1"]))),
+            Expect {
+                reply: Some(serde_json::to_value(&c).expect("json")),
+                ..checked(Method::PATCH, STATUS, |body| {
+                    let op = &body["status"]["operation"];
+                    assert_eq!(op["kind"], "Replace");
+                    assert_eq!(op["nodeId"], 3, "the node on the deleted machine");
+                })
+            },
+            checked(Method::POST, EVENTS, |body| {
+                assert_eq!(body["reason"], "ReplaceStarted");
+                let note = body["note"].as_str().unwrap_or_default();
+                assert!(note.contains("w2"), "{note}");
+            }),
+            expect(Method::PATCH, IDENTITY, None),
+            expect(Method::PATCH, PEERS, None),
+            expect(Method::PATCH, CLIENT_SVC, None),
+            expect(Method::PATCH, PDB, None),
+            expect(Method::PATCH, STS, None),
+        ],
+    )
+    .await;
+    assert!(
+        calls.is_empty(),
+        "recorded first, acted on from the next reconcile: {calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn pods_on_nodes_missing_from_an_empty_node_list_are_not_replaced() {
+    let members: Vec<Value> = (1..=3)
+        .map(|id| json!({"nodeId": id, "pod": format!("kv-default-{}", id - 1), "rack": "default", "lifecycle": "Serving"}))
+        .collect();
+    let c = cluster(3, json!({"clusterId": "c1", "members": members}));
+    let calls = run(
+        c.clone(),
+        Some(view(3)),
+        vec![
+            expect(Method::GET, PODS, Some(bound_pods(&c, 3))),
+            expect(Method::GET, STS, Some(statefulset(3))),
+            expect(Method::GET, CLAIMS, Some(claims(3))),
+            expect(Method::GET, NODES, Some(nodes(&[]))),
+            Expect {
+                reply: Some(serde_json::to_value(&c).expect("json")),
+                ..checked(Method::PATCH, STATUS, |body| {
+                    assert!(body["status"]["operation"].is_null(), "{body}");
+                })
+            },
+            expect(Method::PATCH, IDENTITY, None),
+            expect(Method::PATCH, PEERS, None),
+            expect(Method::PATCH, CLIENT_SVC, None),
+            expect(Method::PATCH, PDB, None),
+            expect(Method::PATCH, STS, None),
+        ],
+    )
+    .await;
+    assert!(calls.is_empty(), "{calls:?}");
 }

@@ -416,13 +416,23 @@ fn start_operation(
                 if !matches!(node.state, NodeState::Active | NodeState::Draining) {
                     continue;
                 }
-                // A lost volume: the node's data is gone, waiting cannot help.
+                // A lost volume or machine: the node's data is gone, waiting
+                // cannot help.
                 let claim = format!("{}-{pod}", crate::builders::statefulset::DATA_VOLUME);
-                if cx.observed.lost_claims.contains(&claim) {
+                let lost = if cx.observed.lost_claims.contains(&claim) {
+                    Some(format!("the volume claim {claim}"))
+                } else {
+                    cx.observed
+                        .lost_nodes
+                        .iter()
+                        .find(|(p, _)| *p == pod)
+                        .map(|(_, k8s_node)| format!("the Kubernetes node {k8s_node}"))
+                };
+                if let Some(what) = lost {
                     events.push((
                         "ReplaceStarted".into(),
                         format!(
-                            "the volume claim {claim} of node {} (pod {pod}) is gone: replacing it",
+                            "{what} of node {} (pod {pod}) is gone: replacing it",
                             member.node_id
                         ),
                     ));

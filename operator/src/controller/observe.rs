@@ -3,9 +3,10 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
+use tracing::warn;
 
 use super::ControllerError;
 use super::admin::ClusterAdmin;
@@ -117,10 +118,66 @@ pub async fn observe(
         .map(|p| format!("{DATA_VOLUME}-{}", p.name))
         .filter(|claim| !present.contains(claim))
         .collect();
+    let lost_nodes = lost_nodes(client, &all_pods.items).await;
     Ok(Observed {
         racks,
         cluster: view,
         endpoints,
         lost_claims,
+        lost_nodes,
     })
+}
+
+/// The pods in `pods` bound to a Kubernetes Node that no longer exists or is
+/// being deleted, each with that Node's name.
+///
+/// Conservative on purpose, since a wrong answer replaces a healthy node:
+/// when Nodes cannot be listed (the operator's role may lack the
+/// permission) the check is skipped with a warning, and when none of the
+/// pods' Nodes exists the list is taken to be wrong rather than every
+/// machine lost at once.
+async fn lost_nodes(client: &kube::Client, pods: &[Pod]) -> Vec<(String, String)> {
+    let bound: Vec<(String, String)> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let node = p.spec.as_ref()?.node_name.clone()?;
+            (!node.is_empty()).then(|| (p.name_any(), node))
+        })
+        .collect();
+    if bound.is_empty() {
+        return Vec::new();
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    let listed = match nodes.list_metadata(&ListParams::default()).await {
+        Ok(list) => list.items,
+        Err(e) => {
+            warn!(error = %e, "cannot list Kubernetes nodes; pods on lost nodes are not detected");
+            return Vec::new();
+        }
+    };
+    let live: Vec<String> = listed
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+        .map(ResourceExt::name_any)
+        .collect();
+    let lost: Vec<(String, String)> = bound
+        .into_iter()
+        .filter(|(_, node)| !live.contains(node))
+        .collect();
+    let nodes_used = pods
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.as_ref())
+        .filter(|n| live.contains(n))
+        .count();
+    if nodes_used == 0 {
+        if !lost.is_empty() {
+            warn!(
+                pods = lost.len(),
+                "none of the cluster's pods is on a listed Kubernetes node; not treating them as lost"
+            );
+        }
+        return Vec::new();
+    }
+    lost
 }

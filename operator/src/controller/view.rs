@@ -116,4 +116,7 @@ pub struct Observed {
     /// Data volume claims of existing pods that are missing or being
     /// deleted: those nodes lost their data.
     pub lost_claims: Vec<String>,
+    /// Pods bound to a Kubernetes Node that is gone or being deleted, with
+    /// that Node's name: their machine, and any local volume, went with it.
+    pub lost_nodes: Vec<(String, String)>,
 }
