@@ -11,7 +11,9 @@
 //! A replaced node (volume lost, down too long) must not come back under an
 //! id the cluster removed, so the controller records a new id for that pod
 //! in `status.members`; [`assigned_node_id`] prefers the recorded id over the
-//! initial one.
+//! initial one. New ids count up within the rack's range of 1000; a rack
+//! that used all of them continues at `(r + 1) << 32`
+//! (`controller::decide::overflow_node_ids`).
 //!
 //! The id reaches the pod without a shell: the operator writes one TOML file
 //! per pod into the identity ConfigMap and the container starts with

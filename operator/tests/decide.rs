@@ -296,6 +296,45 @@ fn a_removed_identity_is_never_handed_out_again() {
 }
 
 #[test]
+fn a_rack_that_used_its_thousand_ids_continues_in_its_overflow_range() {
+    let member = |node_id: u64, lifecycle: Lifecycle| Member {
+        node_id,
+        pod: "kv-default-0".into(),
+        rack: "default".into(),
+        lifecycle,
+        replicas: 0,
+        leaders: 0,
+    };
+    // Rack 0 replaced pod 0 until its last id, 999, was taken.
+    let mut members: Vec<Member> = (1..999).map(|id| member(id, Lifecycle::Removed)).collect();
+    members.push(member(999, Lifecycle::Serving));
+    // Rack 1's first node: 1001 must stay rack 1's.
+    members.push(Member {
+        pod: "kv-b-0".into(),
+        rack: "b".into(),
+        ..member(1001, Lifecycle::Serving)
+    });
+    let next = allocate_node_id(&members, 0, 0);
+    assert_eq!(
+        next,
+        1 << 32,
+        "past 999: the overflow range, not 1000 or 1001"
+    );
+    members.push(member(next, Lifecycle::Serving));
+    let after = allocate_node_id(&members, 0, 0);
+    assert_eq!(after, (1 << 32) + 1, "and onwards from there");
+    assert!(
+        !members.iter().any(|m| m.node_id == after),
+        "never an id used before"
+    );
+    assert_eq!(
+        allocate_node_id(&members, 1, 0),
+        1002,
+        "rack 1 is unaffected"
+    );
+}
+
+#[test]
 fn a_node_down_longer_than_down_timeout_is_replaced_with_a_new_identity() {
     let (mut pods, mut nodes) = serving(3);
     pods[1].ready = false;

@@ -141,19 +141,41 @@ fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
 
 /// A fresh node id for a pod of the rack at `rack_index`: its initial id if
 /// no identity ever used it, else one above every id the rack ever used.
+///
+/// When the rack's range of [`NODE_IDS_PER_RACK`] ids is used up (after
+/// about a thousand replacements), ids continue in the rack's overflow
+/// range, [`overflow_node_ids`], so an id is never reused and never taken
+/// from another rack.
 pub fn allocate_node_id(members: &[Member], rack_index: usize, ordinal: u32) -> u64 {
     let initial = initial_node_id(rack_index, ordinal);
     if !members.iter().any(|m| m.node_id == initial) {
         return initial;
     }
+    let highest_in = |range: std::ops::Range<u64>| {
+        members
+            .iter()
+            .map(|m| m.node_id)
+            .filter(|id| range.contains(id))
+            .max()
+    };
     let low = rack_index as u64 * NODE_IDS_PER_RACK;
-    let high = low + NODE_IDS_PER_RACK;
-    members
-        .iter()
-        .map(|m| m.node_id)
-        .filter(|id| (low..high).contains(id))
-        .max()
-        .map_or(initial, |max| max + 1)
+    let range = low..low + NODE_IDS_PER_RACK;
+    let overflow = overflow_node_ids(rack_index);
+    if let Some(max) = highest_in(overflow.clone()) {
+        return max + 1;
+    }
+    match highest_in(range.clone()) {
+        Some(max) if range.contains(&(max + 1)) => max + 1,
+        Some(_) => overflow.start,
+        None => initial,
+    }
+}
+
+/// The ids a rack continues with once its first range is used up: 2^32 of
+/// them per rack, above every initial id.
+pub fn overflow_node_ids(rack_index: usize) -> std::ops::Range<u64> {
+    let start = (rack_index as u64 + 1) << 32;
+    start..start + (1 << 32)
 }
 
 /// The member currently standing for `pod` (newest one not removed).
