@@ -134,7 +134,8 @@ pub struct KVClusterSpec {
     pub failover: Failover,
 
     /// How long an operation (drain, replacement, restart) may go without
-    /// finishing before the `Stalled` condition is set, as a Go-style
+    /// progress (no member changing state or replica count, no rebalance
+    /// move finishing) before the `Stalled` condition is set, as a Go-style
     /// duration (default `10m`).
     #[serde(default = "default_stall_timeout")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
@@ -386,6 +387,16 @@ pub struct Operation {
     /// apart from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_uid: Option<String>,
+    /// When the operation last moved forward: a member changed lifecycle or
+    /// replica count, a rebalance move finished, or a pod came or went.
+    /// `Stalled` is measured from here, so a long but moving operation (a
+    /// drain of a large node) is not called stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progressed_at: Option<Time>,
+    /// Fingerprint of the state seen at `progressedAt`, to tell the next
+    /// change from none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_mark: Option<String>,
 }
 
 /// Kinds of [`Operation`].

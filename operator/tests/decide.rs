@@ -9,7 +9,8 @@ use cairn_operator::controller::view::{
     ClusterView, NodeState, NodeView, Observed, PodView, RackView,
 };
 use cairn_operator::crd::{
-    KVCluster, KVClusterSpec, KVClusterStatus, Lifecycle, Member, OperationKind, Phase,
+    ConditionType, KVCluster, KVClusterSpec, KVClusterStatus, Lifecycle, Member, OperationKind,
+    Phase,
 };
 use jiff::Timestamp;
 use kube::api::ObjectMeta;
@@ -239,6 +240,57 @@ fn scaling_in_drains_then_removes_then_shrinks_the_highest_ordinal() {
 
     let d = decide(&c, &observed(4, pods[..4].to_vec(), draining), now());
     assert_eq!(d.operation, None);
+}
+
+#[test]
+fn an_operation_is_stalled_only_after_stall_timeout_without_progress() {
+    let (pods, nodes) = serving(5);
+    let with_replicas_on_5 = |replicas| {
+        let mut n = nodes.clone();
+        n[4] = node(5, NodeState::Draining, replicas);
+        observed(5, pods.clone(), n)
+    };
+    // Decides at `at` and records the status, as a reconcile then would.
+    let step = |c: KVCluster, o: &Observed, at: Timestamp| {
+        let d = decide(&c, o, at);
+        let mut c = c;
+        c.status = Some(KVClusterStatus {
+            members: d.members.clone(),
+            operation: d.operation.clone(),
+            cluster_id: d.cluster_id.clone(),
+            ..KVClusterStatus::default()
+        });
+        let stalled = d
+            .conditions
+            .iter()
+            .find(|u| u.kind == ConditionType::Stalled)
+            .filter(|u| u.status)
+            .map(|u| u.message.clone());
+        (c, stalled)
+    };
+    // Scale-in recorded an hour ago; the default stallTimeout is 10m.
+    let (c, _) = step(
+        cluster(3),
+        &observed(5, pods.clone(), nodes.clone()),
+        ago(3600),
+    );
+    let (c, stalled) = step(c, &with_replicas_on_5(9), ago(3000));
+    assert_eq!(stalled, None, "first look at a draining node");
+    let (c, stalled) = step(c, &with_replicas_on_5(9), ago(2500));
+    assert_eq!(stalled, None, "500 s without progress is within 10m");
+    let (c, stalled) = step(c, &with_replicas_on_5(5), ago(2300));
+    assert_eq!(
+        stalled, None,
+        "replicas left the node: progress, although the drain is older than 10m"
+    );
+    let (c, stalled) = step(c, &with_replicas_on_5(5), ago(1900));
+    assert_eq!(stalled, None);
+    let (_, stalled) = step(c, &with_replicas_on_5(5), ago(1600));
+    let message = stalled.expect("700 s without progress is past stallTimeout");
+    assert!(
+        message.contains("ScaleIn of node 5") && message.contains("no progress"),
+        "{message}"
+    );
 }
 
 #[test]

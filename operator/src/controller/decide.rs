@@ -322,6 +322,7 @@ pub fn decide(cluster: &KVCluster, observed: &Observed, now: Timestamp) -> Decis
         }
     } else if let Some(op) = decision.operation.clone() {
         continue_operation(&cx, &op, &mut decision);
+        track_progress(&cx, &mut decision);
     }
     if decision.operation.is_some() && decision.requeue > Duration::from_secs(2) {
         decision.requeue = Duration::from_secs(2);
@@ -331,6 +332,74 @@ pub fn decide(cluster: &KVCluster, observed: &Observed, now: Timestamp) -> Decis
     }
     finish_conditions(&cx, &mut decision);
     decision
+}
+
+/// Records when the operation in progress last moved forward and sets
+/// `Stalled` when that was longer than `spec.stallTimeout` ago.
+///
+/// Progress is any change in what the operation waits on: a member's
+/// lifecycle or replica count, rebalance moves done, the pod it deletes,
+/// the Ready pods. An operation whose cluster does not answer makes none.
+fn track_progress(cx: &Context<'_>, decision: &mut Decision) {
+    let mark = progress_mark(cx, decision);
+    let Some(op) = decision.operation.as_mut() else {
+        return;
+    };
+    if mark.is_some() && op.progress_mark != mark {
+        op.progress_mark = mark;
+        op.progressed_at = Some(Time(cx.now));
+    }
+    let since = op.progressed_at.as_ref().unwrap_or(&op.started_at).0;
+    let spec = &cx.cluster.spec;
+    let stall = parse_duration(&spec.stall_timeout).unwrap_or(Duration::from_secs(600));
+    if elapsed(since, cx.now) > stall {
+        let node = op
+            .node_id
+            .map(|id| format!(" of node {id}"))
+            .unwrap_or_default();
+        let message = format!(
+            "{:?}{node} has made no progress since {since} (stallTimeout {})",
+            op.kind, spec.stall_timeout
+        );
+        decision.conditions.push(condition(
+            ConditionType::Stalled,
+            true,
+            "OperationStalled",
+            &message,
+        ));
+    }
+}
+
+/// A fingerprint of what an operation waits on; `None` while the cluster
+/// does not answer (nothing can be said to move then).
+fn progress_mark(cx: &Context<'_>, decision: &Decision) -> Option<String> {
+    use std::fmt::Write as _;
+    let view = cx.view()?;
+    let mut text = format!("moves={} ready={}", view.moves_done, decision.ready_nodes);
+    for m in decision
+        .members
+        .iter()
+        .filter(|m| m.lifecycle != Lifecycle::Removed)
+    {
+        let _ = write!(text, " {}:{:?}:{}", m.node_id, m.lifecycle, m.replicas);
+    }
+    if let Some(uid) = decision
+        .operation
+        .as_ref()
+        .and_then(|op| op.pod_uid.as_ref())
+    {
+        let _ = write!(text, " pod={uid}");
+    }
+    Some(format!("{:016x}", fnv1a(text.as_bytes())))
+}
+
+/// 64-bit FNV-1a: a hash that stays the same across operator builds (the
+/// standard library's does not promise that), so an upgraded operator does
+/// not see progress where there was none.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn condition(kind: ConditionType, status: bool, reason: &str, message: &str) -> ConditionUpdate {
@@ -400,6 +469,8 @@ fn operation(kind: OperationKind, node_id: Option<u64>, now: Timestamp) -> Opera
         node_id,
         started_at: Time(now),
         pod_uid: None,
+        progressed_at: None,
+        progress_mark: None,
     }
 }
 
@@ -607,18 +678,6 @@ fn continue_operation(cx: &Context<'_>, op: &Operation, decision: &mut Decision)
         return;
     };
     let spec = &cx.cluster.spec;
-    let stall = parse_duration(&spec.stall_timeout).unwrap_or(Duration::from_secs(600));
-    if elapsed(op.started_at.0, cx.now) > stall {
-        decision.conditions.push(condition(
-            ConditionType::Stalled,
-            true,
-            "OperationStalled",
-            &format!(
-                "{:?} of node {:?} has not finished after {}",
-                op.kind, op.node_id, spec.stall_timeout
-            ),
-        ));
-    }
     let member = op
         .node_id
         .and_then(|id| decision.members.iter().find(|m| m.node_id == id).cloned());
