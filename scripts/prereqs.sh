@@ -11,6 +11,9 @@ fi
 command -v c++ >/dev/null 2>&1 || need_apt+=(g++)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The operator's end-to-end tests give each pod a network namespace (ip netns, nsenter).
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nsenter >/dev/null 2>&1 || need_apt+=(util-linux)
 # etcd-client (cairn-bench's etcd target) generates its gRPC code with protoc at build time.
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 

@@ -2,7 +2,8 @@
 //! no scheduler) as a real local process, and reports its status through the
 //! API like the real kubelet does.
 //!
-//! Each pod gets a loopback address of its own (127.0.0.10, .11, …), its
+//! Each pod gets a network namespace of its own on the kubelet's bridge
+//! (addresses .10, .11, … of the configured /24; see `sandbox`), its
 //! volumes as host directories (paths in the container's arguments are
 //! rewritten to them), its environment with `fieldRef`/ConfigMap/Secret
 //! references resolved, readiness from its `httpGet`/`tcpSocket` probe, and
@@ -19,6 +20,7 @@ mod network;
 mod pod_worker;
 mod probe;
 mod process;
+mod sandbox;
 mod volumes;
 
 use std::collections::{HashMap, HashSet};
@@ -40,6 +42,7 @@ use tracing::{info, warn};
 pub use image::ImageMap;
 use network::{HostsEntry, IpPool, PodKey};
 use pod_worker::Worker;
+use sandbox::Bridge;
 use volumes::PodPaths;
 
 /// Why the kubelet could not start, or could not run a pod.
@@ -65,6 +68,9 @@ pub enum KubeletError {
     /// The pod asks for something this kubelet does not emulate.
     #[error("kubesim:kubelet:unsupported: {0}")]
     Unsupported(String),
+    /// A pod's network namespace or the node's bridge could not be set up.
+    #[error("kubesim:kubelet:network: {0}")]
+    Network(String),
 }
 
 impl KubeletError {
@@ -88,8 +94,10 @@ pub struct KubeletConfig {
     /// This node's name: pods bound to another node are left alone; unbound
     /// pods are bound here.
     pub node_name: String,
-    /// The first pod address handed out (then counting up).
-    pub first_pod_ip: Ipv4Addr,
+    /// The /24 pods get their addresses from (`.10` to `.254`); the host
+    /// holds `.1` on the kubelet's bridge. Kubelets running side by side
+    /// need different subnets.
+    pub pod_subnet: Ipv4Addr,
     /// Readiness probes run every `periodSeconds`, but at least this often,
     /// so tests do not wait out production periods.
     pub probe_period_cap: Duration,
@@ -99,14 +107,15 @@ pub struct KubeletConfig {
 }
 
 impl KubeletConfig {
-    /// A config with defaults: node `kubesim-node`, pods from 127.0.0.10,
-    /// probes at least every second, restarts at most 10 s apart.
+    /// A config with defaults: node `kubesim-node`, pods in 198.18.0.0/24
+    /// (a range reserved for network tests, RFC 2544), probes at least every
+    /// second, restarts at most 10 s apart.
     pub fn new(root_dir: impl Into<PathBuf>, images: ImageMap) -> Self {
         Self {
             root_dir: root_dir.into(),
             images,
             node_name: "kubesim-node".into(),
-            first_pod_ip: Ipv4Addr::new(127, 0, 0, 10),
+            pod_subnet: Ipv4Addr::new(198, 18, 0, 0),
             probe_period_cap: Duration::from_secs(1),
             max_restart_backoff: Duration::from_secs(10),
         }
@@ -146,21 +155,30 @@ impl Kubelet {
     ///
     /// # Errors
     ///
-    /// The root directory or hosts file cannot be created, or the Node
-    /// cannot be registered.
+    /// The root directory or hosts file cannot be created, the bridge
+    /// cannot be set up (not root, no iproute2), or the Node cannot be
+    /// registered.
     pub async fn start(client: Client, config: KubeletConfig) -> Result<Kubelet, KubeletError> {
         std::fs::create_dir_all(&config.root_dir)?;
         let hosts_file = config.root_dir.join("hosts");
         network::write_in_place(&hosts_file, &network::render(&[]))?;
+        let resolv_conf = config.root_dir.join("resolv.conf");
+        std::fs::write(&resolv_conf, network::RESOLV_CONF)?;
+        let subnet = config.pod_subnet;
+        let bridge = tokio::task::spawn_blocking(move || Bridge::create(subnet))
+            .await
+            .map_err(|e| KubeletError::Network(format!("bridge setup task: {e}")))??;
         let shared = Arc::new(Shared {
             client,
+            bridge,
             state: Mutex::new(State {
-                ips: IpPool::new(config.first_pod_ip),
+                ips: IpPool::new(config.pod_subnet),
                 pods: HashMap::new(),
                 containers: HashMap::new(),
                 hosts: String::new(),
             }),
             hosts_file,
+            resolv_conf,
             config,
         });
         info!(node = %shared.config.node_name, root = %shared.config.root_dir.display(), "kubelet starting");
@@ -185,6 +203,15 @@ impl Kubelet {
             .ips
             .get(&key(namespace, pod))
             .map(IpAddr::V4)
+    }
+
+    /// The pod's network namespace, as a path for `nsenter --net=`: what
+    /// `kubectl exec` or `kubectl port-forward` would reach (the pod's own
+    /// loopback, its ports). `None` when the pod has no address or its
+    /// namespace is gone.
+    pub fn network_namespace(&self, namespace: &str, pod: &str) -> Option<PathBuf> {
+        let ip = self.shared.lock().ips.get(&key(namespace, pod))?;
+        Some(sandbox::namespace_path(ip)).filter(|p| p.exists())
     }
 
     /// Kills the pod's process with SIGKILL, as a container crash: the
@@ -312,8 +339,13 @@ fn key(namespace: &str, pod: &str) -> PodKey {
 /// State shared by the kubelet handle, its watch tasks and the pod workers.
 pub(crate) struct Shared {
     client: Client,
+    /// Pod networks; dropped (namespaces and bridge deleted) after the last
+    /// worker is gone.
+    bridge: Bridge,
     config: KubeletConfig,
     hosts_file: PathBuf,
+    /// Every container's `/etc/resolv.conf`.
+    resolv_conf: PathBuf,
     state: Mutex<State>,
 }
 
@@ -345,15 +377,24 @@ impl Shared {
     }
 
     /// Records a pod's worker, gives it its address and publishes its names.
+    ///
+    /// # Errors
+    ///
+    /// Every address of the subnet is taken.
     fn register(
         &self,
         key: &PodKey,
         uid: &str,
         resume: Arc<Notify>,
         pod: Option<&Pod>,
-    ) -> Ipv4Addr {
+    ) -> Result<Ipv4Addr, KubeletError> {
         let mut state = self.lock();
-        let ip = state.ips.assign(key);
+        let ip = state.ips.assign(key).ok_or_else(|| {
+            KubeletError::Network(format!(
+                "all 245 pod addresses of {}/24 are taken",
+                self.config.pod_subnet
+            ))
+        })?;
         let hosts = match pod {
             Some(pod) => pod_worker::hosts_entry(pod, ip),
             None => HostsEntry {
@@ -381,7 +422,7 @@ impl Shared {
             },
         );
         self.rewrite_hosts(&mut state);
-        ip
+        Ok(ip)
     }
 
     /// Forgets a pod's worker and withdraws its names.
@@ -404,6 +445,11 @@ impl Shared {
             .pods
             .get(key)
             .is_some_and(|r| r.uid == uid && r.stopped)
+    }
+
+    /// The host's address on the pod bridge (the node's `hostIP`).
+    fn host_ip(&self) -> Ipv4Addr {
+        self.bridge.host_ip()
     }
 
     fn rewrite_hosts(&self, state: &mut State) {

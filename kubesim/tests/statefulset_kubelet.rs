@@ -35,7 +35,8 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// `subnet` picks the pod addresses: 127.0.<subnet>.10 and up.
+    /// `subnet` picks the pod addresses: 198.18.<subnet>.10 and up (tests
+    /// running side by side need their own).
     async fn start(subnet: u8) -> Result<Self> {
         // Logs of the controller and kubelet, shown for failing tests.
         let _ = tracing_subscriber::fmt()
@@ -52,7 +53,7 @@ impl Cluster {
             root.path(),
             ImageMap::new().with_repository("python", "python3"),
         );
-        config.first_pod_ip = std::net::Ipv4Addr::new(127, 0, subnet, 10);
+        config.pod_subnet = std::net::Ipv4Addr::new(198, 18, subnet, 0);
         let kubelet = Kubelet::start(client.clone(), config).await?;
         let controller = StatefulSetController::spawn(client.clone());
         Ok(Self {
@@ -158,6 +159,26 @@ async fn http_ok(ip: IpAddr) -> bool {
         .is_ok_and(|r| r.status().is_success())
 }
 
+/// `curl`'s HTTP status for `url`, run inside the network namespace `netns`.
+fn curl_in(netns: &std::path::Path, url: &str) -> Result<String> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .args([
+            "curl",
+            "-s",
+            "-m",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            url,
+        ])
+        .output()
+        .context("running nsenter curl")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn process_alive(pid: u32) -> bool {
     // A zombie is as good as gone; the kubelet reaps its children.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
@@ -177,8 +198,9 @@ fn process_env(pid: u32, name: &str) -> Option<String> {
     })
 }
 
-/// A set of `python:3` pods serving HTTP on `$(POD_IP):8080`, ready by an
-/// httpGet probe, with one claim template `data`.
+/// A set of `python:3` pods serving HTTP on `0.0.0.0:8080` (every pod on
+/// the same port, in its own network namespace), ready by an httpGet probe,
+/// with one claim template `data`.
 fn web_set(name: &str, replicas: i32, extra_spec: serde_json::Value) -> Result<StatefulSet> {
     let mut set = json!({
         "apiVersion": "apps/v1",
@@ -195,7 +217,7 @@ fn web_set(name: &str, replicas: i32, extra_spec: serde_json::Value) -> Result<S
                     "containers": [{
                         "name": "web",
                         "image": "python:3",
-                        "args": ["-m", "http.server", "--bind", "$(POD_IP)", "8080"],
+                        "args": ["-m", "http.server", "--bind", "0.0.0.0", "8080"],
                         "env": [
                             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
                             {"name": "GREETING", "value": "one"}
@@ -239,7 +261,23 @@ async fn parallel_set_gets_ready_pods_and_bound_claims_and_scales_down_gracefull
     for pod in ["web-0", "web-1"] {
         cluster.wait_ready_and_serving(pod).await?;
     }
+    // Both bound 0.0.0.0:8080: each pod has a network namespace of its own,
+    // with its own loopback, as `kubectl exec`/`port-forward` would see it.
     assert_ne!(cluster.ip("web-0")?, cluster.ip("web-1")?);
+    let netns0 = cluster
+        .kubelet
+        .network_namespace(NS, "web-0")
+        .context("web-0 network namespace")?;
+    assert_eq!(
+        curl_in(&netns0, "http://127.0.0.1:8080/")?,
+        "200",
+        "web-0 serves on its own localhost"
+    );
+    assert_eq!(
+        curl_in(&netns0, &format!("http://{}:8080/", cluster.ip("web-1")?))?,
+        "200",
+        "pods reach each other"
+    );
     for claim in ["data-web-0", "data-web-1"] {
         let object = cluster.claims().get(claim).await?;
         assert_eq!(
@@ -294,6 +332,10 @@ async fn parallel_set_gets_ready_pods_and_bound_claims_and_scales_down_gracefull
         .await?;
     eventually("web-1 deleted and its process gone", || async {
         Ok(cluster.pods().get_opt("web-1").await?.is_none() && !process_alive(pid1))
+    })
+    .await?;
+    eventually("web-1's network namespace removed", || async {
+        Ok(cluster.kubelet.network_namespace(NS, "web-1").is_none())
     })
     .await?;
     eventually("claim data-web-1 deleted with its directory", || async {

@@ -32,6 +32,23 @@ async fn create_scale_out_and_scale_in_across_an_operator_restart() -> anyhow::R
     );
     assert_eq!(status.shard_health.as_ref().map(|h| h.total), Some(16));
 
+    // Nodes listen on every interface of their pod, so what `kubectl
+    // port-forward` reaches (the pod's own localhost) is the node: a write
+    // through one pod's localhost is read back through another's.
+    let put = env.curl_in_pod(
+        "kv-default-0",
+        &[
+            "-X",
+            "PUT",
+            "--data-binary",
+            "forwarded",
+            "http://127.0.0.1:7001/store/pf",
+        ],
+    )?;
+    assert!(put.contains("revision"), "PUT through localhost: {put}");
+    let got = env.curl_in_pod("kv-default-2", &["http://127.0.0.1:7001/store/pf"])?;
+    assert_eq!(got, "forwarded");
+
     let writer = Writer::start(&env.endpoints("kv").await?, "scale").await?;
 
     // Scale out to 5: two pods join, replicas spread over them.

@@ -1,8 +1,8 @@
-//! Pod addresses and the DNS stand-in. Every pod gets its own loopback
-//! address (all of 127.0.0.0/8 reaches this machine), and the kubelet keeps
-//! one hosts file with the names cluster DNS would serve for those pods. Each
-//! container sees that file as its `/etc/hosts`, so the ordinary resolver
-//! finds cluster names without a DNS server.
+//! Pod addresses and the DNS stand-in. Every pod gets an address of its own
+//! on the kubelet's bridge (see `sandbox`), and the kubelet keeps one hosts
+//! file with the names cluster DNS would serve for those pods. Each container
+//! sees that file as its `/etc/hosts`, so the ordinary resolver finds cluster
+//! names without a DNS server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
@@ -13,37 +13,42 @@ use std::path::Path;
 /// A pod's namespace and name.
 pub(crate) type PodKey = (String, String);
 
-/// Hands out pod addresses: each namespace/name keeps the first address it
-/// got for the kubelet's lifetime, so a recreated pod comes back on the same
-/// IP, as a StatefulSet pod keeps its DNS name.
+/// Hands out pod addresses from one /24, `.10` to `.254`: each
+/// namespace/name keeps the first address it got for the kubelet's lifetime,
+/// so a recreated pod comes back on the same IP, as a StatefulSet pod keeps
+/// its DNS name.
 #[derive(Debug)]
 pub(crate) struct IpPool {
-    next: u32,
+    subnet: [u8; 3],
+    next: u8,
     assigned: HashMap<PodKey, Ipv4Addr>,
 }
 
 impl IpPool {
-    /// A pool whose first address is `first` (within 127.0.0.0/8).
-    pub(crate) fn new(first: Ipv4Addr) -> Self {
+    /// A pool over the /24 that holds `subnet`.
+    pub(crate) fn new(subnet: Ipv4Addr) -> Self {
+        let [a, b, c, _] = subnet.octets();
         Self {
-            next: u32::from(first),
+            subnet: [a, b, c],
+            next: 10,
             assigned: HashMap::new(),
         }
     }
 
-    /// The address of `key`, assigned now if it has none. Addresses ending
-    /// in .0 or .255 are skipped, for readability only.
-    pub(crate) fn assign(&mut self, key: &PodKey) -> Ipv4Addr {
+    /// The address of `key`, assigned now if it has none; `None` once all
+    /// 245 addresses are taken.
+    pub(crate) fn assign(&mut self, key: &PodKey) -> Option<Ipv4Addr> {
         if let Some(ip) = self.assigned.get(key) {
-            return *ip;
+            return Some(*ip);
         }
-        while matches!(self.next & 0xff, 0 | 255) {
-            self.next += 1;
+        if self.next == 255 {
+            return None;
         }
-        let ip = Ipv4Addr::from(self.next);
+        let [a, b, c] = self.subnet;
+        let ip = Ipv4Addr::new(a, b, c, self.next);
         self.next += 1;
         self.assigned.insert(key.clone(), ip);
-        ip
+        Some(ip)
     }
 
     /// The address of `key`, if it ever had one.
@@ -51,6 +56,16 @@ impl IpPool {
         self.assigned.get(key).copied()
     }
 }
+
+/// Every container's `/etc/resolv.conf`. There is no cluster DNS server:
+/// names resolve through the hosts file, and a name that is not there must
+/// fail at once. The host's resolver would be unreachable from a pod's
+/// network namespace and each lookup would wait out its timeouts; a
+/// nameserver on the pod's own loopback, where nothing listens, refuses
+/// immediately.
+pub(crate) const RESOLV_CONF: &str = "# kubesim: no cluster DNS; names resolve through /etc/hosts only\n\
+nameserver 127.0.0.1\n\
+options attempts:1 timeout:1\n";
 
 /// What the hosts file needs to know about one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,13 +131,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pool_is_stable_and_skips_network_and_broadcast() {
-        let mut pool = IpPool::new(Ipv4Addr::new(127, 0, 0, 254));
+    fn pool_is_stable_and_stays_in_its_subnet() {
+        let mut pool = IpPool::new(Ipv4Addr::new(198, 18, 3, 0));
         let a = pool.assign(&("ns".into(), "a".into()));
         let b = pool.assign(&("ns".into(), "b".into()));
-        assert_eq!(a, Ipv4Addr::new(127, 0, 0, 254));
-        assert_eq!(b, Ipv4Addr::new(127, 0, 1, 1));
+        assert_eq!(a, Some(Ipv4Addr::new(198, 18, 3, 10)));
+        assert_eq!(b, Some(Ipv4Addr::new(198, 18, 3, 11)));
         assert_eq!(pool.assign(&("ns".into(), "a".into())), a);
+        for i in 0..243 {
+            assert!(pool.assign(&("ns".into(), format!("p{i}"))).is_some());
+        }
+        assert_eq!(
+            pool.get(&("ns".into(), "p242".into())),
+            Some(Ipv4Addr::new(198, 18, 3, 254))
+        );
+        assert_eq!(pool.assign(&("ns".into(), "one-too-many".into())), None);
+        assert_eq!(
+            pool.assign(&("ns".into(), "a".into())),
+            a,
+            "known pods keep theirs"
+        );
     }
 
     #[test]

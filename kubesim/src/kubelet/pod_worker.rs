@@ -35,8 +35,6 @@ const TICK: Duration = Duration::from_millis(200);
 const VOLUME_REFRESH: Duration = Duration::from_secs(1);
 /// First restart delay; doubles up to the configured maximum.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The node's own address, reported as `hostIP`.
-const HOST_IP: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// The end of one container run.
 #[derive(Debug, Clone)]
@@ -53,6 +51,8 @@ pub(crate) struct Worker {
     key: PodKey,
     uid: String,
     ip: Ipv4Addr,
+    /// The pod's network namespace, once set up (before its first start).
+    netns: Option<PathBuf>,
     paths: PodPaths,
     resume: Arc<Notify>,
     process: Option<ContainerProcess>,
@@ -91,7 +91,13 @@ impl Worker {
         }
         let resume = Arc::new(Notify::new());
         let first = pods.borrow().clone();
-        let ip = shared.register(&key, &uid, resume.clone(), first.as_ref());
+        let ip = match shared.register(&key, &uid, resume.clone(), first.as_ref()) {
+            Ok(ip) => ip,
+            Err(e) => {
+                warn!(namespace = %key.0, pod = %key.1, error = %e, "cannot run pod");
+                return;
+            }
+        };
         let paths = PodPaths::new(&shared.config.root_dir, &key.0, &key.1);
         let now = Instant::now();
         let mut worker = Worker {
@@ -99,6 +105,7 @@ impl Worker {
             key,
             uid,
             ip,
+            netns: None,
             paths,
             resume,
             process: None,
@@ -122,6 +129,10 @@ impl Worker {
         };
         worker.run_until_gone(&mut pods).await;
         worker.process = None;
+        if worker.netns.take().is_some() {
+            let shared = worker.shared.clone();
+            let _ = tokio::task::spawn_blocking(move || shared.bridge.remove_pod(ip)).await;
+        }
         worker.shared.unregister(&worker.key, &worker.uid);
         let volumes_dir = worker.paths.volumes_dir();
         if let Err(e) = std::fs::remove_dir_all(&volumes_dir)
@@ -229,7 +240,24 @@ impl Worker {
         }
     }
 
+    /// The pod's network namespace, set up now if it has none yet (the
+    /// pause container's job).
+    async fn sandbox(&mut self) -> Result<PathBuf, KubeletError> {
+        if let Some(path) = &self.netns {
+            return Ok(path.clone());
+        }
+        let shared = self.shared.clone();
+        let ip = self.ip;
+        let path = tokio::task::spawn_blocking(move || shared.bridge.add_pod(ip))
+            .await
+            .map_err(|e| KubeletError::Network(format!("pod network setup task: {e}")))??;
+        debug!(namespace = %self.key.0, pod = %self.key.1, %ip, netns = %path.display(), "pod network ready");
+        self.netns = Some(path.clone());
+        Ok(path)
+    }
+
     async fn start(&mut self, pod: &Pod, container: &Container) -> Result<(), KubeletError> {
+        let netns = self.sandbox().await?;
         let spec = pod.spec.clone().unwrap_or_default();
         self.mounts = volumes::prepare(&self.shared.client, &self.paths, pod, container).await?;
         let fields = env::PodFields {
@@ -242,7 +270,7 @@ impl Worker {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             pod_ip: self.ip.to_string(),
-            host_ip: HOST_IP.to_string(),
+            host_ip: self.shared.host_ip().to_string(),
         };
         let vars = env::resolve(&self.shared.client, container, &fields).await?;
         let lookup = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
@@ -279,7 +307,9 @@ impl Worker {
         let process = ContainerProcess::spawn(&Launch {
             argv: argv.clone(),
             env: process_env,
+            netns: &netns,
             hosts_file: &self.shared.hosts_file,
+            resolv_conf: &self.shared.resolv_conf,
             log_file: &log_file,
             working_dir: &working_dir,
         })?;
@@ -556,9 +586,9 @@ impl Worker {
         let _ = pod;
         PodStatus {
             phase: Some(phase.into()),
-            host_ip: Some(HOST_IP.to_string()),
+            host_ip: Some(self.shared.host_ip().to_string()),
             host_ips: Some(vec![HostIP {
-                ip: HOST_IP.to_string(),
+                ip: self.shared.host_ip().to_string(),
             }]),
             pod_ip: Some(ip.clone()),
             pod_ips: Some(vec![PodIP { ip }]),

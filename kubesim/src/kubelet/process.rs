@@ -1,12 +1,15 @@
-//! A container as a local process: started in its own mount namespace with
-//! the kubelet's hosts file bind-mounted on `/etc/hosts`, in its own process
-//! group, with stdout and stderr appended to the container's log file.
+//! A container as a local process: started in its pod's network namespace
+//! and a mount namespace of its own with the kubelet's hosts file
+//! bind-mounted on `/etc/hosts`, in its own process group, with stdout and
+//! stderr appended to the container's log file.
 //!
-//! The chain is `unshare --mount --propagation private /bin/sh -c 'mount
-//! --bind "$0" /etc/hosts && exec "$@"' <hosts> <exe> <args…>`: `unshare`
-//! (without `--fork`) and `sh` both `exec`, so the pid we hold is the
-//! container's program itself; signals go to the whole process group, which
-//! also reaches anything the program started.
+//! The chain is `nsenter --net=<netns> unshare --mount --propagation private
+//! /bin/sh -c 'mount --bind "$0" /etc/hosts && mount --bind "$1"
+//! /etc/resolv.conf && shift && exec "$@"' <hosts> <resolv.conf> <exe>
+//! <args…>`: `nsenter` and `unshare` (neither with `--fork`) and `sh` all
+//! `exec`, so the pid we hold is the container's program itself; signals go
+//! to the whole process group, which also reaches anything the program
+//! started.
 
 use std::fs::{self, OpenOptions};
 use std::path::Path;
@@ -18,7 +21,9 @@ use tokio::process::{Child, Command};
 
 use super::KubeletError;
 
-const BIND_HOSTS: &str = r#"mount --bind "$0" /etc/hosts && exec "$@""#;
+/// Binds `$0` on /etc/hosts and `$1` on /etc/resolv.conf (when the host has
+/// one to cover), then runs the rest.
+const BIND_HOSTS: &str = r#"mount --bind "$0" /etc/hosts && { [ ! -e /etc/resolv.conf ] || mount --bind "$1" /etc/resolv.conf; } && shift && exec "$@""#;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -27,7 +32,11 @@ pub(crate) struct Launch<'a> {
     pub argv: Vec<String>,
     /// Variables added to the inherited environment.
     pub env: Vec<(String, String)>,
+    /// The pod's network namespace (a bind-mounted `/run/netns` entry).
+    pub netns: &'a Path,
     pub hosts_file: &'a Path,
+    /// Seen as `/etc/resolv.conf`.
+    pub resolv_conf: &'a Path,
     pub log_file: &'a Path,
     pub working_dir: &'a Path,
 }
@@ -60,9 +69,11 @@ impl ContainerProcess {
             .create(true)
             .append(true)
             .open(launch.log_file)?;
-        let mut command = Command::new("unshare");
+        let mut command = Command::new("nsenter");
         command
+            .arg(format!("--net={}", launch.netns.display()))
             .args([
+                "unshare",
                 "--mount",
                 "--propagation",
                 "private",
@@ -71,6 +82,7 @@ impl ContainerProcess {
                 BIND_HOSTS,
             ])
             .arg(launch.hosts_file)
+            .arg(launch.resolv_conf)
             .args(&launch.argv)
             .envs(launch.env.iter().map(|(k, v)| (k, v)))
             .current_dir(launch.working_dir)
@@ -156,7 +168,10 @@ mod tests {
                 "while true; do getent hosts a.b.ns.svc || echo unresolved; sleep 0.1; done".into(),
             ],
             env: vec![],
+            // The test's own network namespace: this test is about /etc/hosts.
+            netns: Path::new("/proc/self/ns/net"),
             hosts_file: &hosts,
+            resolv_conf: &hosts,
             log_file: &log,
             working_dir: dir.path(),
         })

@@ -105,7 +105,9 @@ pub struct Cli {
     /// Data directory.
     #[arg(long, env = "CAIRN_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// gRPC listen address HOST:PORT.
+    /// gRPC listen address HOST:PORT (`[::]:PORT` listens on every
+    /// interface, IPv6 and IPv4; a cluster member then needs
+    /// `--advertise-addr`).
     #[arg(long, env = "CAIRN_GRPC_ADDR")]
     pub grpc_addr: Option<SocketAddr>,
     /// HTTP gateway listen address HOST:PORT.

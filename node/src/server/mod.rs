@@ -3,6 +3,8 @@
 //! requests before committing what is queued and closing the database.
 
 pub mod config;
+mod listener;
+mod seeds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,12 +82,6 @@ pub struct RunningNode {
     background: Vec<JoinHandle<()>>,
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { what, addr, source })
-}
-
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
     l.local_addr()
         .map_err(|source| ServerError::Bind { what, addr, source })
@@ -101,9 +97,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let metrics = Metrics::new().map_err(|e| ServerError::Setup(format!("metrics: {e}")))?;
     let shards = ShardCount::new(config.shards).map_err(ConfigError::Invalid)?;
     // Bind first so a taken port fails fast, before the database is opened.
-    let grpc_l = bind("gRPC", config.grpc_addr).await?;
-    let http_l = bind("HTTP", config.http_addr).await?;
-    let metrics_l = bind("metrics", config.metrics_addr).await?;
+    let grpc_l = listener::bind("gRPC", config.grpc_addr).await?;
+    let http_l = listener::bind("HTTP", config.http_addr).await?;
+    let metrics_l = listener::bind("metrics", config.metrics_addr).await?;
     let grpc_addr = local(&grpc_l, "gRPC", config.grpc_addr)?;
     let http_addr = local(&http_l, "HTTP", config.http_addr)?;
     let metrics_addr = local(&metrics_l, "metrics", config.metrics_addr)?;
@@ -155,18 +151,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 id
             }
             StoredRole::New => {
-                let info = discover(&config.join).await?;
+                let info = discover(&config.join, grpc_addr).await?;
                 opts.shards = ShardCount::new(info.shards).map_err(ConfigError::Invalid)?;
                 info.cluster_id
             }
         };
+        let addr = listener::advertised_grpc(grpc_addr, config.advertise_addr.as_deref())?;
         let copts = ClusterOptions {
             node_id: config.node_id,
-            addr: config
-                .advertise_addr
-                .clone()
-                .unwrap_or_else(|| grpc_addr.to_string()),
-            http_addr: http_addr.to_string(),
+            http_addr: listener::advertised_http(http_addr, &addr),
+            addr,
             rack: config.rack.clone().unwrap_or_default(),
             weight: config.weight,
             capacity_bytes: config.capacity_bytes,
@@ -281,6 +275,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             background.push(tokio::spawn(join_until_admitted(
                 c.clone(),
                 config.join.clone(),
+                grpc_addr,
                 stop_rx.clone(),
                 fatal_tx.clone(),
             )));
@@ -341,6 +336,8 @@ fn new_cluster_id(node_id: u64, now_ms: u64) -> String {
 
 /// How long a joining node looks for a member to learn the cluster from.
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one member may take to say what the cluster is.
+const DISCOVER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn admin_client(
     addr: &str,
@@ -355,21 +352,33 @@ async fn admin_client(
     Ok(cairn_proto::admin::v1::admin_client::AdminClient::new(ch))
 }
 
-/// Learns the cluster's identity from any of `seeds`.
-async fn discover(seeds: &[String]) -> Result<cairn_proto::admin::v1::ClusterInfo, ServerError> {
+/// Learns the cluster's identity from any of `seeds` (other than this
+/// node, bound at `me`). Each member gets a few seconds: a stuck one must not
+/// hold up the others.
+async fn discover(
+    seeds: &[String],
+    me: SocketAddr,
+) -> Result<cairn_proto::admin::v1::ClusterInfo, ServerError> {
     let deadline = tokio::time::Instant::now() + DISCOVER_TIMEOUT;
     let mut last = String::new();
     loop {
-        for seed in seeds {
-            match admin_client(seed).await {
-                Ok(mut c) => match c
-                    .get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
+        for seed in seeds::remote_seeds(seeds, me).await {
+            let ask = async {
+                let mut c = admin_client(&seed).await?;
+                c.get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
                     .await
-                {
-                    Ok(info) => return Ok(info.into_inner()),
-                    Err(e) => last = format!("{seed}: {}", e.message()),
-                },
-                Err(e) => last = e,
+                    .map(tonic::Response::into_inner)
+                    .map_err(|e| format!("{seed}: {}", e.message()))
+            };
+            match tokio::time::timeout(DISCOVER_ATTEMPT_TIMEOUT, ask).await {
+                Ok(Ok(info)) => return Ok(info),
+                Ok(Err(e)) => last = e,
+                Err(_) => {
+                    last = format!(
+                        "{seed}: no answer within {}s",
+                        DISCOVER_ATTEMPT_TIMEOUT.as_secs()
+                    )
+                }
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -389,6 +398,7 @@ async fn discover(seeds: &[String]) -> Result<cairn_proto::admin::v1::ClusterInf
 async fn join_until_admitted(
     cluster: Arc<Cluster>,
     seeds: Vec<String>,
+    bound: SocketAddr,
     mut stop: watch::Receiver<bool>,
     fatal: watch::Sender<Option<String>>,
 ) {
@@ -402,8 +412,8 @@ async fn join_until_admitted(
     };
     let mut pause = Duration::from_millis(200);
     loop {
-        for seed in &seeds {
-            let result = match admin_client(seed).await {
+        for seed in seeds::remote_seeds(&seeds, bound).await {
+            let result = match admin_client(&seed).await {
                 Ok(mut c) => match c.join(req.clone()).await {
                     Ok(r) => Ok(r),
                     Err(status) if is_removed(&status) => {

@@ -96,7 +96,10 @@ pub async fn observe(
     running.sort_by_key(|p| !p.ready);
     let endpoints: Vec<String> = running
         .iter()
-        .filter_map(|p| p.ip.as_ref().map(|ip| format!("{ip}:{GRPC_PORT}")))
+        .filter_map(|p| p.ip.as_deref()?.parse::<std::net::IpAddr>().ok())
+        .filter_map(|ip| {
+            Some(std::net::SocketAddr::new(ip, u16::try_from(GRPC_PORT).ok()?).to_string())
+        })
         .collect();
     let view = admin
         .observe(&endpoints, cluster.spec.replication_factor)

@@ -44,8 +44,9 @@ fn workspace_bin(name: &str) -> PathBuf {
 
 impl Env {
     /// Starts the API server (with the KVCluster CRD), the StatefulSet
-    /// controller, the kubelet (pod addresses from `127.0.<subnet>.10`, so
-    /// tests running side by side do not collide) and the operator.
+    /// controller, the kubelet (pods in 198.18.<100 + subnet>.0/24, so tests
+    /// running side by side, kubesim's own included, do not collide) and the
+    /// operator.
     pub async fn start(subnet: u8) -> anyhow::Result<Env> {
         let dir = tempfile::tempdir()?;
         let api = ApiServer::start().await?;
@@ -60,7 +61,7 @@ impl Env {
         let statefulsets = StatefulSetController::spawn(client.clone());
         let images = ImageMap::new().with_repository("cairn", workspace_bin("cairn-node"));
         let mut config = KubeletConfig::new(dir.path().join("kubelet"), images);
-        config.first_pod_ip = std::net::Ipv4Addr::new(127, 0, subnet, 10);
+        config.pod_subnet = std::net::Ipv4Addr::new(198, 18, 100 + subnet, 0);
         let kubelet = Kubelet::start(client.clone(), config).await?;
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(
@@ -217,6 +218,27 @@ impl Env {
     }
 
     /// gRPC endpoints (`IP:7000`) of the cluster's pods.
+    /// Runs `curl -s -m 10 ARGS…` inside pod `pod`'s network namespace (as
+    /// `kubectl exec` or a port-forward would reach it); returns the body.
+    pub fn curl_in_pod(&self, pod: &str, args: &[&str]) -> anyhow::Result<String> {
+        let netns = self
+            .kubelet
+            .network_namespace(NS, pod)
+            .with_context(|| format!("pod {pod} has no network namespace"))?;
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["curl", "-s", "-m", "10"])
+            .args(args)
+            .output()
+            .context("running nsenter curl")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "curl {args:?} in {pod} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub async fn endpoints(&self, name: &str) -> anyhow::Result<Vec<String>> {
         let pods = self
             .pods()
