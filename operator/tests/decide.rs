@@ -153,6 +153,30 @@ fn a_new_cluster_gets_its_statefulsets_and_identities_and_no_operation() {
 }
 
 #[test]
+fn a_settling_cluster_is_looked_at_often_and_a_steady_one_rarely() {
+    let (pods, nodes) = serving(3);
+    let steady = observed(3, pods.clone(), nodes.clone());
+    let c = record(cluster(3), &steady);
+    let d = decide(&c, &steady, now());
+    assert_eq!(d.operation, None);
+    assert_eq!(d.requeue, Duration::from_secs(30), "steady: every 30 s");
+
+    // Right after forming: replicas are still being added. Nothing in
+    // Kubernetes changes, so only the requeue brings the status up to date.
+    let mut settling = steady.clone();
+    if let Some(view) = settling.cluster.as_mut() {
+        view.under_replicated = 12;
+    }
+    let d = decide(&c, &settling, now());
+    assert_eq!(d.operation, None);
+    assert!(
+        d.requeue <= Duration::from_secs(5),
+        "settling: soon, got {:?}",
+        d.requeue
+    );
+}
+
+#[test]
 fn scaling_out_grows_the_statefulset_and_ends_when_the_new_nodes_serve_and_moves_are_done() {
     let (pods, nodes) = serving(3);
     let c = cluster(5);

@@ -338,6 +338,9 @@ fn new_cluster_id(node_id: u64, now_ms: u64) -> String {
 const DISCOVER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one member may take to say what the cluster is.
 const DISCOVER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one member may take to admit this node before the next is
+/// asked (a member still starting has its port bound but does not answer).
+const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn admin_client(
     addr: &str,
@@ -353,32 +356,42 @@ async fn admin_client(
 }
 
 /// Learns the cluster's identity from any of `seeds` (other than this
-/// node, bound at `me`). Each member gets a few seconds: a stuck one must not
-/// hold up the others.
+/// node, bound at `me`), asking all of them at once and taking the first
+/// answer: a member that is still starting has its port bound but does not
+/// answer yet, and must not hold up the others.
 async fn discover(
     seeds: &[String],
     me: SocketAddr,
 ) -> Result<cairn_proto::admin::v1::ClusterInfo, ServerError> {
+    use futures::stream::{FuturesUnordered, StreamExt as _};
     let deadline = tokio::time::Instant::now() + DISCOVER_TIMEOUT;
     let mut last = String::new();
     loop {
-        for seed in seeds::remote_seeds(seeds, me).await {
-            let ask = async {
-                let mut c = admin_client(&seed).await?;
-                c.get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
+        let mut asks: FuturesUnordered<_> = seeds::remote_seeds(seeds, me)
+            .await
+            .into_iter()
+            .map(|seed| async move {
+                let ask = async {
+                    let mut c = admin_client(&seed).await?;
+                    c.get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|e| format!("{seed}: {}", e.message()))
+                };
+                tokio::time::timeout(DISCOVER_ATTEMPT_TIMEOUT, ask)
                     .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|e| format!("{seed}: {}", e.message()))
-            };
-            match tokio::time::timeout(DISCOVER_ATTEMPT_TIMEOUT, ask).await {
-                Ok(Ok(info)) => return Ok(info),
-                Ok(Err(e)) => last = e,
-                Err(_) => {
-                    last = format!(
-                        "{seed}: no answer within {}s",
-                        DISCOVER_ATTEMPT_TIMEOUT.as_secs()
-                    )
-                }
+                    .unwrap_or_else(|_| {
+                        Err(format!(
+                            "{seed}: no answer within {}s",
+                            DISCOVER_ATTEMPT_TIMEOUT.as_secs()
+                        ))
+                    })
+            })
+            .collect();
+        while let Some(answer) = asks.next().await {
+            match answer {
+                Ok(info) => return Ok(info),
+                Err(e) => last = e,
             }
         }
         if tokio::time::Instant::now() >= deadline {
@@ -414,15 +427,21 @@ async fn join_until_admitted(
     loop {
         for seed in seeds::remote_seeds(&seeds, bound).await {
             let result = match admin_client(&seed).await {
-                Ok(mut c) => match c.join(req.clone()).await {
-                    Ok(r) => Ok(r),
-                    Err(status) if is_removed(&status) => {
-                        tracing::error!(error = %status.message(), "this node was removed from the cluster; stopping");
-                        let _ = fatal.send(Some(status.message().to_string()));
-                        return;
+                Ok(mut c) => {
+                    match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, c.join(req.clone())).await {
+                        Ok(Ok(r)) => Ok(r),
+                        Ok(Err(status)) if is_removed(&status) => {
+                            tracing::error!(error = %status.message(), "this node was removed from the cluster; stopping");
+                            let _ = fatal.send(Some(status.message().to_string()));
+                            return;
+                        }
+                        Ok(Err(status)) => Err(status.message().to_string()),
+                        Err(_) => Err(format!(
+                            "no answer within {}s",
+                            JOIN_ATTEMPT_TIMEOUT.as_secs()
+                        )),
                     }
-                    Err(status) => Err(status.message().to_string()),
-                },
+                }
                 Err(e) => Err(e),
             };
             match result {

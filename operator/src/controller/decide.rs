@@ -25,6 +25,9 @@ use crate::topology::{NODE_IDS_PER_RACK, initial_node_id, pod_name, rack_shares}
 pub const EVACUATION_WAIT: Duration = Duration::from_secs(60);
 /// How long a restarted pod may take to come back before `Degraded`.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(600);
+/// How often a cluster that is not yet healthy is looked at without an
+/// operation in progress (a steady one: every 30 s).
+pub const SETTLING_REQUEUE: Duration = Duration::from_secs(5);
 /// How long a refused scale-in waits before it is tried again.
 pub const SCALE_BLOCKED_RETRY: Duration = Duration::from_secs(60);
 
@@ -326,6 +329,19 @@ pub fn decide(cluster: &KVCluster, observed: &Observed, now: Timestamp) -> Decis
     }
     if decision.operation.is_some() && decision.requeue > Duration::from_secs(2) {
         decision.requeue = Duration::from_secs(2);
+    }
+    // A cluster still settling (replicas being added, leaders being elected,
+    // nodes joining) is looked at again soon, so its status follows it; the
+    // cluster's own progress wakes no watch.
+    let settling = !cx.healthy()
+        || decision.members.iter().any(|m| {
+            matches!(
+                m.lifecycle,
+                Lifecycle::Pending | Lifecycle::Joining | Lifecycle::Draining
+            )
+        });
+    if settling && decision.requeue > SETTLING_REQUEUE {
+        decision.requeue = SETTLING_REQUEUE;
     }
     if decision.cluster_id.is_none() {
         decision.requeue = Duration::from_secs(2);
