@@ -406,16 +406,12 @@ fn progress_mark(cx: &Context<'_>, decision: &Decision) -> Option<String> {
     {
         let _ = write!(text, " pod={uid}");
     }
-    Some(format!("{:016x}", fnv1a(text.as_bytes())))
-}
-
-/// 64-bit FNV-1a: a hash that stays the same across operator builds (the
-/// standard library's does not promise that), so an upgraded operator does
-/// not see progress where there was none.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    // xxh3, as for the pod-spec hash: stable across operator builds, so an
+    // upgraded operator does not see progress where there was none.
+    Some(format!(
+        "{:016x}",
+        xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+    ))
 }
 
 fn condition(kind: ConditionType, status: bool, reason: &str, message: &str) -> ConditionUpdate {
