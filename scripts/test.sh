@@ -6,10 +6,23 @@ cd "$(dirname "$0")/.."
 ./scripts/prereqs.sh
 . scripts/env.sh
 
+echo "== prerequisite detection against fake roots"
+./scripts/prereqs-test.sh
+echo "== Helm chart, kubectl bundle and samples (real helm, kubernetes-validate)"
+./scripts/chart-test.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== build the tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --profile ci --no-run
+else
+  cargo test --workspace --locked --no-run
+fi
+echo "== container images (buildah, from the binaries the tests run)"
+PREBUILT=1 PROFILE=debug OUT="$CARGO_TARGET_DIR/images-ci" ./scripts/build-image.sh
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # Doc tests first: nextest's summary line is the run's closing line.

@@ -6,9 +6,12 @@
 //! subresources, and CustomResourceDefinitions registering new kinds.
 //! The crate README lists what it does not emulate.
 
+mod openapi;
 mod path;
+mod protobuf;
 mod selector;
 mod store;
+mod table;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -47,6 +50,10 @@ pub struct Options {
     pub event_log_capacity: usize,
     /// How often a watch that asked for bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The address to listen on (any free port): loopback by default;
+    /// `0.0.0.0` lets pods in their network namespaces reach the server
+    /// through the kubelet's bridge (an operator running as a pod).
+    pub listen: std::net::IpAddr,
 }
 
 impl Default for Options {
@@ -54,6 +61,7 @@ impl Default for Options {
         Self {
             event_log_capacity: 20_000,
             bookmark_interval: Duration::from_secs(5),
+            listen: std::net::Ipv4Addr::LOCALHOST.into(),
         }
     }
 }
@@ -69,7 +77,7 @@ impl Shared {
     }
 }
 
-/// A running API server on 127.0.0.1; stops when dropped.
+/// A running API server (on 127.0.0.1 unless [`Options::listen`] says otherwise); stops when dropped.
 #[derive(Debug)]
 pub struct ApiServer {
     addr: SocketAddr,
@@ -96,8 +104,11 @@ impl ApiServer {
     /// # Errors
     /// [`ApiServerError::Bind`] when no port can be bound.
     pub async fn start_with(options: Options) -> Result<ApiServer, ApiServerError> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::bind((options.listen, 0)).await?;
+        let mut addr = listener.local_addr()?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
         let shared = Arc::new(Shared {
             store: Mutex::new(Store::new(options.event_log_capacity)),
             options,
@@ -116,6 +127,12 @@ impl ApiServer {
         format!("http://{}", self.addr)
     }
 
+    /// The port the server listens on (on every address when
+    /// [`Options::listen`] is unspecified).
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
     /// A kube client for this server (namespace `default`, no credentials).
     ///
     /// # Panics
@@ -129,6 +146,17 @@ impl ApiServer {
         kube::Client::try_from(config)
             .unwrap_or_else(|e| panic!("kube client for {}: {e}", self.url()))
     }
+}
+
+/// A kubeconfig for an API server at `server` (plain HTTP, no credentials)
+/// with `namespace` as the default: what kubectl, helm, kube-rs and pods
+/// (through the kubelet) are given.
+pub fn kubeconfig(server: &str, namespace: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: {namespace}\n\
+         current-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n"
+    )
 }
 
 fn json_response(code: StatusCode, value: &Value) -> Response {
@@ -156,6 +184,23 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
+    tracing::debug!(%method, uri = %uri, "request");
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        let store = shared.store();
+        let kinds = store.kinds();
+        let rest = rest.trim_matches('/');
+        let doc = if rest.is_empty() {
+            Some(openapi::root(&kinds, store.rv()))
+        } else {
+            openapi::group_version(&kinds, rest, &|group, plural| {
+                store.crd_schema(group, plural)
+            })
+        };
+        return match doc {
+            Some(doc) => json_response(StatusCode::OK, &doc),
+            None => error_response(&ApiError::not_found(&format!("OpenAPI document {path}"))),
+        };
+    }
     if let Some(discovery) = discovery(&shared, path) {
         return json_response(StatusCode::OK, &discovery);
     }
@@ -174,7 +219,37 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_owned();
+    // Protobuf bodies (client-go's typed clients) become JSON first.
+    let (content_type, body) =
+        if content_type.starts_with(protobuf::CONTENT_TYPE) && !body.is_empty() {
+            match protobuf::decode(&body) {
+                Ok(object) => (
+                    "application/json".to_owned(),
+                    Bytes::from(object.to_string()),
+                ),
+                Err(e) => return error_response(&e),
+            }
+        } else {
+            (content_type, body)
+        };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     match serve(&shared, &method, &target, &query, &content_type, &body) {
+        Ok((code, value))
+            if method == Method::GET
+                && target.subresource.is_none()
+                && table::wants_table(accept) =>
+        {
+            match shared.store().kind(&target.resource) {
+                Ok(kind) => json_response(
+                    code,
+                    &table::to_table(&kind, &value, jiff::Timestamp::now()),
+                ),
+                Err(e) => error_response(&e),
+            }
+        }
         Ok((code, value)) => json_response(code, &value),
         Err(e) => error_response(&e),
     }
@@ -489,6 +564,28 @@ fn watch_stream(
             }
         }
     }
+    // A watch-list request (`sendInitialEvents=true`, client-go's
+    // WatchListClient, used by Helm's waits) has the current objects sent as
+    // ADDED and then a bookmark saying the initial events are over.
+    if query.get("sendInitialEvents").map(String::as_str) == Some("true") && last != u64::MAX {
+        if since.is_some() {
+            first.clear();
+            for object in store.list(
+                &target.resource,
+                ns.as_deref(),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            ) {
+                if matches(&object) {
+                    first.push(event_line("ADDED", &object));
+                }
+            }
+        }
+        let mark = json!({"apiVersion": target.resource.api_version(), "kind": kind.kind,
+            "metadata": {"resourceVersion": last.to_string(),
+                         "annotations": {"k8s.io/initial-events-end": "true"}}});
+        first.push(event_line("BOOKMARK", &mark));
+    }
     drop(store);
     let timeout = query
         .get("timeoutSeconds")
@@ -562,18 +659,17 @@ fn discovery(shared: &Shared, path: &str) -> Option<Value> {
         ),
         "/apis" => {
             let store = shared.store();
-            let mut groups: Vec<String> = store
+            let mut groups: Vec<(String, String)> = store
                 .kinds()
                 .into_iter()
-                .map(|((g, _), _)| g)
-                .filter(|g| !g.is_empty())
+                .map(|((g, _), k)| (g, k.version))
+                .filter(|(g, _)| !g.is_empty())
                 .collect();
             groups.sort();
             groups.dedup();
             let groups: Vec<Value> = groups
                 .iter()
-                .map(|g| {
-                    let v = if g == "cairn.dev" { "v1alpha1" } else { "v1" };
+                .map(|(g, v)| {
                     json!({"name": g, "versions": [{"groupVersion": format!("{g}/{v}"), "version": v}],
                         "preferredVersion": {"groupVersion": format!("{g}/{v}"), "version": v}})
                 })
@@ -593,8 +689,15 @@ fn discovery(shared: &Shared, path: &str) -> Option<Value> {
                 if g != group {
                     continue;
                 }
-                resources.push(json!({"name": plural, "singularName": "", "namespaced": kind.namespaced, "kind": kind.kind,
-                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}));
+                let mut entry = json!({"name": plural, "singularName": kind.singular, "namespaced": kind.namespaced, "kind": kind.kind,
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]});
+                if !kind.short_names.is_empty() {
+                    entry["shortNames"] = json!(kind.short_names);
+                }
+                if !kind.categories.is_empty() {
+                    entry["categories"] = json!(kind.categories);
+                }
+                resources.push(entry);
                 if kind.status {
                     resources.push(json!({"name": format!("{plural}/status"), "singularName": "", "namespaced": kind.namespaced, "kind": kind.kind, "verbs": ["get", "patch", "update"]}));
                 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use image::ImageMap;
-use network::{HostsEntry, IpPool, PodKey};
+use network::{HostsEntry, IpPool, PodKey, ServiceEntry};
 use pod_worker::Worker;
 use sandbox::Bridge;
 use volumes::PodPaths;
@@ -104,9 +104,24 @@ pub struct KubeletConfig {
     /// The longest delay between restarts of a failing container (Kubernetes
     /// uses five minutes; tests want seconds).
     pub max_restart_backoff: Duration,
+    /// The API server's URL as pods reach it (the host's bridge address,
+    /// see [`KubeletConfig::host_ip`]), for programs that run as pods and talk to
+    /// Kubernetes (an operator installed by its Helm chart). When set, each
+    /// container gets `KUBECONFIG` naming a kubeconfig for that URL in its
+    /// pod's namespace: the stand-in for a service account token and
+    /// `KUBERNETES_SERVICE_HOST`, which a plain-HTTP server without
+    /// authentication cannot offer.
+    pub api_server_for_pods: Option<String>,
 }
 
 impl KubeletConfig {
+    /// The host's address on the pod bridge (`.1` of `pod_subnet`): pods
+    /// reach the host, and an API server listening there, at it.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        let [a, b, c, _] = self.pod_subnet.octets();
+        Ipv4Addr::new(a, b, c, 1)
+    }
+
     /// A config with defaults: node `kubesim-node`, pods in 198.18.0.0/24
     /// (a range reserved for network tests, RFC 2544), probes at least every
     /// second, restarts at most 10 s apart.
@@ -118,6 +133,7 @@ impl KubeletConfig {
             pod_subnet: Ipv4Addr::new(198, 18, 0, 0),
             probe_period_cap: Duration::from_secs(1),
             max_restart_backoff: Duration::from_secs(10),
+            api_server_for_pods: None,
         }
     }
 }
@@ -161,7 +177,7 @@ impl Kubelet {
     pub async fn start(client: Client, config: KubeletConfig) -> Result<Kubelet, KubeletError> {
         std::fs::create_dir_all(&config.root_dir)?;
         let hosts_file = config.root_dir.join("hosts");
-        network::write_in_place(&hosts_file, &network::render(&[]))?;
+        network::write_in_place(&hosts_file, &network::render(&[], &[]))?;
         let resolv_conf = config.root_dir.join("resolv.conf");
         std::fs::write(&resolv_conf, network::RESOLV_CONF)?;
         let subnet = config.pod_subnet;
@@ -175,6 +191,7 @@ impl Kubelet {
                 ips: IpPool::new(config.pod_subnet),
                 pods: HashMap::new(),
                 containers: HashMap::new(),
+                services: Vec::new(),
                 hosts: String::new(),
             }),
             hosts_file,
@@ -186,6 +203,7 @@ impl Kubelet {
         let tasks = vec![
             tokio::spawn(watch_pods(shared.clone())),
             tokio::spawn(watch_claims(shared.clone())),
+            tokio::spawn(watch_services(shared.clone())),
         ];
         Ok(Kubelet { shared, tasks })
     }
@@ -355,6 +373,8 @@ struct State {
     pods: HashMap<PodKey, PodRecord>,
     /// First container name per pod, kept after the pod is gone (log paths).
     containers: HashMap<PodKey, String>,
+    /// Services with selectors, published in the hosts file.
+    services: Vec<ServiceEntry>,
     /// The hosts file's current contents.
     hosts: String,
 }
@@ -402,6 +422,7 @@ impl Shared {
                 namespace: key.0.clone(),
                 hostname: None,
                 subdomain: None,
+                labels: std::collections::BTreeMap::new(),
             },
         };
         if let Some(name) = pod
@@ -454,7 +475,7 @@ impl Shared {
 
     fn rewrite_hosts(&self, state: &mut State) {
         let entries: Vec<HostsEntry> = state.pods.values().map(|r| r.hosts.clone()).collect();
-        let contents = network::render(&entries);
+        let contents = network::render(&entries, &state.services);
         if contents == state.hosts {
             return;
         }
@@ -462,6 +483,52 @@ impl Shared {
             Ok(()) => state.hosts = contents,
             Err(e) => warn!(error = %e, "cannot rewrite the hosts file"),
         }
+    }
+}
+
+/// Follows Services and republishes their names in the hosts file whenever
+/// one with a selector comes, changes or goes (the stand-in for cluster DNS
+/// and kube-proxy).
+async fn watch_services(shared: Arc<Shared>) {
+    let api: Api<Service> = Api::all(shared.client.clone());
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut listing: Vec<ServiceEntry> = Vec::new();
+    let entry = |svc: &Service| -> Option<ServiceEntry> {
+        Some(ServiceEntry {
+            namespace: svc.metadata.namespace.clone()?,
+            name: svc.metadata.name.clone()?,
+            selector: svc.spec.as_ref()?.selector.clone().unwrap_or_default(),
+        })
+    };
+    while let Some(event) = stream.next().await {
+        let mut state = shared.lock();
+        match event {
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(svc)) => listing.extend(entry(&svc)),
+            Ok(Event::InitDone) => state.services = std::mem::take(&mut listing),
+            Ok(Event::Apply(svc)) => {
+                if let Some(e) = entry(&svc) {
+                    state
+                        .services
+                        .retain(|s| (&s.namespace, &s.name) != (&e.namespace, &e.name));
+                    state.services.push(e);
+                }
+            }
+            Ok(Event::Delete(svc)) => {
+                if let Some(e) = entry(&svc) {
+                    state
+                        .services
+                        .retain(|s| (&s.namespace, &s.name) != (&e.namespace, &e.name));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "service watch error");
+                continue;
+            }
+        }
+        shared.rewrite_hosts(&mut state);
     }
 }
 

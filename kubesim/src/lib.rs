@@ -6,6 +6,7 @@
 //! - [`apiserver`]: an in-memory API server (list, watch, status, finalizers,
 //!   owner-reference garbage collection, Server-Side Apply as a merge).
 //! - [`statefulset`]: the StatefulSet controller (pods and claims per ordinal).
+//! - [`deployment`]: the Deployment controller (pods per template revision).
 //! - [`kubelet`]: runs each pod's container as a real local process, with a
 //!   pod IP on loopback, ConfigMap and claim volumes as directories, and
 //!   readiness from the pod's probe.
@@ -13,5 +14,7 @@
 //! What is not emulated is listed in this crate's README.
 
 pub mod apiserver;
+pub mod deployment;
 pub mod kubelet;
 pub mod statefulset;
+mod template_hash;

@@ -7,13 +7,15 @@
 //! - [`controller`]: the reconcile loop that applies them and drives the
 //!   cluster's lifecycle (scale out and in, replacement, rolling restarts)
 //!   through the Cairn admin API;
-//! - [`metrics`]: the operator's own Prometheus metrics.
+//! - [`metrics`]: the operator's own Prometheus metrics;
+//! - [`health_check`]: `--check-health`, the probe the Helm chart's test runs.
 
 #![deny(clippy::unwrap_used, missing_docs)]
 
 pub mod builders;
 pub mod controller;
 pub mod crd;
+pub mod health_check;
 pub mod metrics;
 pub mod topology;
 

@@ -217,6 +217,18 @@ fn scaling_out_grows_the_statefulset_and_ends_when_the_new_nodes_serve_and_moves
         "{progressing:?}"
     );
 
+    // No moves reported, but a shard has no leader: its placement is
+    // unknown, so the scale-out is not declared balanced.
+    let mut unknown = observed(5, pods5.clone(), nodes5.clone());
+    if let Some(v) = unknown.cluster.as_mut() {
+        v.leaderless = 1;
+    }
+    let d = decide(&c, &unknown, now());
+    assert!(
+        d.operation.is_some(),
+        "a leaderless shard keeps the scale-out going"
+    );
+
     let d = decide(&c, &observed(5, pods5, nodes5), now());
     assert_eq!(d.operation, None, "done once balanced");
     assert!(d.events.iter().any(|(r, _)| r == "ScaleOutDone"));

@@ -14,12 +14,33 @@ use super::selector::{FieldSelector, LabelSelector};
 pub struct Kind {
     /// `kind` of its objects.
     pub kind: String,
+    /// The version it is served at (`v1` for built-ins, a CRD's first version).
+    pub version: String,
     /// Namespaced (else cluster-scoped).
     pub namespaced: bool,
     /// Has a `/status` subresource (main-resource writes keep `.status`).
     pub status: bool,
     /// `/scale`: JSON pointers of the spec and status replica counts.
     pub scale: Option<(String, String)>,
+    /// Singular name, short names and categories, for discovery (`kubectl get kvc`).
+    pub singular: String,
+    /// See `singular`.
+    pub short_names: Vec<String>,
+    /// See `singular`.
+    pub categories: Vec<String>,
+    /// A CRD's `additionalPrinterColumns`: what `kubectl get` shows as a Table.
+    pub printer_columns: Vec<PrinterColumn>,
+}
+
+/// One column of `kubectl get`'s table for a custom resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrinterColumn {
+    /// Column header.
+    pub name: String,
+    /// OpenAPI type: `integer`, `string`, `date`, …
+    pub type_: String,
+    /// JSON pointer of the value (from the column's `.a.b` JSONPath).
+    pub pointer: String,
 }
 
 /// One change, as watches see it.
@@ -91,10 +112,15 @@ fn builtin_kinds() -> HashMap<(String, String), Kind> {
                 (group.to_owned(), plural.to_owned()),
                 Kind {
                     kind: kind.to_owned(),
+                    version: "v1".to_owned(),
                     namespaced,
                     status,
                     scale: scale
                         .then(|| ("/spec/replicas".to_owned(), "/status/replicas".to_owned())),
+                    singular: kind.to_lowercase(),
+                    short_names: Vec::new(),
+                    categories: Vec::new(),
+                    printer_columns: Vec::new(),
                 },
             );
         };
@@ -136,6 +162,38 @@ fn builtin_kinds() -> HashMap<(String, String), Kind> {
     add("events.k8s.io", "events", "Event", true, false, false);
     add("coordination.k8s.io", "leases", "Lease", true, false, false);
     add(
+        "rbac.authorization.k8s.io",
+        "roles",
+        "Role",
+        true,
+        false,
+        false,
+    );
+    add(
+        "rbac.authorization.k8s.io",
+        "rolebindings",
+        "RoleBinding",
+        true,
+        false,
+        false,
+    );
+    add(
+        "rbac.authorization.k8s.io",
+        "clusterroles",
+        "ClusterRole",
+        false,
+        false,
+        false,
+    );
+    add(
+        "rbac.authorization.k8s.io",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+        false,
+        false,
+    );
+    add(
         "apiextensions.k8s.io",
         "customresourcedefinitions",
         "CustomResourceDefinition",
@@ -143,6 +201,29 @@ fn builtin_kinds() -> HashMap<(String, String), Kind> {
         true,
         false,
     );
+    // The short names kubectl users type (`kubectl get po,svc,crd`).
+    for (plural, short) in [
+        ("pods", "po"),
+        ("services", "svc"),
+        ("configmaps", "cm"),
+        ("persistentvolumeclaims", "pvc"),
+        ("persistentvolumes", "pv"),
+        ("serviceaccounts", "sa"),
+        ("namespaces", "ns"),
+        ("nodes", "no"),
+        ("events", "ev"),
+        ("endpoints", "ep"),
+        ("statefulsets", "sts"),
+        ("deployments", "deploy"),
+        ("poddisruptionbudgets", "pdb"),
+        ("customresourcedefinitions", "crd"),
+    ] {
+        for ((_, p), kind) in kinds.iter_mut() {
+            if p == plural {
+                kind.short_names = vec![short.to_owned()];
+            }
+        }
+    }
     kinds
 }
 
@@ -207,6 +288,23 @@ impl Store {
                     resource.api_version()
                 ))
             })
+    }
+
+    /// The `openAPIV3Schema` of the CRD that registered `group`/`plural`
+    /// (its first version), for the OpenAPI documents.
+    pub fn crd_schema(&self, group: &str, plural: &str) -> Option<Value> {
+        let name = format!("{plural}.{group}");
+        self.objects
+            .iter()
+            .find(|((g, p, _, n), _)| {
+                g == "apiextensions.k8s.io" && p == "customresourcedefinitions" && *n == name
+            })
+            .and_then(|(_, crd)| {
+                crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+                    .as_object()
+                    .cloned()
+            })
+            .map(Value::Object)
     }
 
     /// Every registered resource, for discovery.
@@ -313,15 +411,72 @@ impl Store {
                 ),
             )
         });
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let printer_columns = version["additionalPrinterColumns"]
+            .as_array()
+            .map(|columns| {
+                columns
+                    .iter()
+                    .filter_map(|c| {
+                        Some(PrinterColumn {
+                            name: c["name"].as_str()?.to_owned(),
+                            type_: c["type"].as_str().unwrap_or("string").to_owned(),
+                            pointer: pointer_of(c["jsonPath"].as_str()?),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         self.kinds.insert(
             (group.to_owned(), plural.to_owned()),
             Kind {
                 kind: kind.to_owned(),
+                version: version["name"].as_str().unwrap_or("v1").to_owned(),
                 namespaced: spec["scope"].as_str() != Some("Cluster"),
                 status: sub.get("status").is_some(),
                 scale,
+                singular: spec["names"]["singular"]
+                    .as_str()
+                    .map_or_else(|| kind.to_lowercase(), str::to_owned),
+                short_names: strings(&spec["names"]["shortNames"]),
+                categories: strings(&spec["names"]["categories"]),
+                printer_columns,
             },
         );
+    }
+
+    /// The status a real API server gives a CRD once it serves it: names
+    /// accepted, Established (Helm and `kubectl wait` wait for it).
+    fn crd_status(crd: &Value) -> Value {
+        let now = now();
+        let versions: Vec<Value> = crd["spec"]["versions"]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .filter(|v| v["storage"].as_bool() != Some(false))
+                    .filter_map(|v| v["name"].as_str().map(|n| json!(n)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        json!({
+            "acceptedNames": crd["spec"]["names"].clone(),
+            "storedVersions": versions,
+            "conditions": [
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
+                 "message": "no conflicts found", "lastTransitionTime": now},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
+                 "message": "the initial names have been accepted", "lastTransitionTime": now},
+            ],
+        })
     }
 
     /// Creates an object.
@@ -377,6 +532,7 @@ impl Store {
         self.stamp(&mut object);
         if resource.plural == "customresourcedefinitions" {
             self.register_crd(&object);
+            object["status"] = Self::crd_status(&object);
         }
         self.objects.insert(key, object.clone());
         self.record(resource, "ADDED", object.clone());

@@ -74,13 +74,26 @@ pub(crate) struct HostsEntry {
     pub namespace: String,
     pub hostname: Option<String>,
     pub subdomain: Option<String>,
+    /// The pod's labels, matched against Service selectors.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A Service with a selector, as the hosts file publishes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceEntry {
+    pub namespace: String,
+    pub name: String,
+    pub selector: BTreeMap<String, String>,
 }
 
 /// The hosts file for `entries`: `localhost`, each pod with a hostname and
 /// subdomain under its `<host>.<sub>.<ns>.svc[.cluster.local]` names, and each
 /// subdomain (the headless service) with one line per pod address — all
-/// pods, ready or not, as with `publishNotReadyAddresses: true`.
-pub(crate) fn render(entries: &[HostsEntry]) -> String {
+/// pods, ready or not, as with `publishNotReadyAddresses: true`. Then each
+/// Service with a selector under `<svc>.<ns>.svc[.cluster.local]`, one line
+/// per pod of its namespace whose labels match (no virtual IP: a client
+/// reaches one of the pods directly, as through kube-proxy).
+pub(crate) fn render(entries: &[HostsEntry], services_by_selector: &[ServiceEntry]) -> String {
     let mut out = String::from("127.0.0.1 localhost\n");
     let mut services: BTreeMap<(String, String), Vec<Ipv4Addr>> = BTreeMap::new();
     let mut sorted: Vec<&HostsEntry> = entries.iter().collect();
@@ -100,11 +113,35 @@ pub(crate) fn render(entries: &[HostsEntry]) -> String {
             .or_default()
             .push(entry.ip);
     }
-    for ((sub, ns), ips) in services {
+    for ((sub, ns), ips) in &services {
         for ip in ips {
             out.push_str(&format!(
                 "{ip} {sub}.{ns}.svc.cluster.local {sub}.{ns}.svc\n"
             ));
+        }
+    }
+    let mut by_ip: Vec<&HostsEntry> = entries.iter().collect();
+    by_ip.sort_by_key(|e| e.ip);
+    for svc in services_by_selector {
+        if svc.selector.is_empty()
+            || services.contains_key(&(svc.name.clone(), svc.namespace.clone()))
+        {
+            continue; // no endpoints of its own, or already published as a headless subdomain
+        }
+        for entry in &by_ip {
+            let selected = entry.namespace == svc.namespace
+                && svc
+                    .selector
+                    .iter()
+                    .all(|(k, v)| entry.labels.get(k) == Some(v));
+            if selected {
+                out.push_str(&format!(
+                    "{ip} {name}.{ns}.svc.cluster.local {name}.{ns}.svc\n",
+                    ip = entry.ip,
+                    name = svc.name,
+                    ns = svc.namespace
+                ));
+            }
         }
     }
     out
@@ -161,27 +198,66 @@ mod tests {
                 namespace: "ns".into(),
                 hostname: Some("web-1".into()),
                 subdomain: Some("web".into()),
+                labels: BTreeMap::new(),
             },
             HostsEntry {
                 ip: Ipv4Addr::new(127, 0, 0, 10),
                 namespace: "ns".into(),
                 hostname: Some("web-0".into()),
                 subdomain: Some("web".into()),
+                labels: BTreeMap::new(),
             },
             HostsEntry {
                 ip: Ipv4Addr::new(127, 0, 0, 12),
                 namespace: "ns".into(),
                 hostname: None,
                 subdomain: None,
+                labels: BTreeMap::from([("app".to_owned(), "api".to_owned())]),
             },
         ];
         assert_eq!(
-            render(&entries),
+            render(&entries, &[]),
             "127.0.0.1 localhost\n\
              127.0.0.10 web-0.web.ns.svc.cluster.local web-0.web.ns.svc web-0.web.ns\n\
              127.0.0.11 web-1.web.ns.svc.cluster.local web-1.web.ns.svc web-1.web.ns\n\
              127.0.0.10 web.ns.svc.cluster.local web.ns.svc\n\
              127.0.0.11 web.ns.svc.cluster.local web.ns.svc\n"
+        );
+    }
+
+    #[test]
+    fn services_name_the_pods_their_selector_matches() {
+        let pod = |last: u8, ns: &str, app: &str| HostsEntry {
+            ip: Ipv4Addr::new(127, 0, 0, last),
+            namespace: ns.into(),
+            hostname: None,
+            subdomain: None,
+            labels: BTreeMap::from([("app".to_owned(), app.to_owned())]),
+        };
+        let entries = vec![
+            pod(21, "ns", "api"),
+            pod(20, "ns", "api"),
+            pod(22, "ns", "db"),
+            pod(23, "other", "api"),
+        ];
+        let service = |name: &str, selector: &[(&str, &str)]| ServiceEntry {
+            namespace: "ns".into(),
+            name: name.into(),
+            selector: selector
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let rendered = render(
+            &entries,
+            &[service("api", &[("app", "api")]), service("manual", &[])],
+        );
+        assert_eq!(
+            rendered,
+            "127.0.0.1 localhost\n\
+             127.0.0.20 api.ns.svc.cluster.local api.ns.svc\n\
+             127.0.0.21 api.ns.svc.cluster.local api.ns.svc\n",
+            "other namespaces, other labels and selector-less Services are not published"
         );
     }
 }

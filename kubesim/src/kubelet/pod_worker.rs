@@ -303,6 +303,16 @@ impl Worker {
             "HOSTNAME".into(),
             spec.hostname.clone().unwrap_or_else(|| self.key.1.clone()),
         ));
+        if let Some(url) = &self.shared.config.api_server_for_pods
+            && !process_env.iter().any(|(k, _)| k == "KUBECONFIG")
+        {
+            std::fs::create_dir_all(&self.paths.pod_dir)?;
+            let path = self.paths.pod_dir.join("kubeconfig");
+            let ns = &self.key.0;
+            std::fs::write(&path, crate::apiserver::kubeconfig(url, ns))
+                .map_err(KubeletError::Io)?;
+            process_env.push(("KUBECONFIG".into(), path.to_string_lossy().into_owned()));
+        }
         let log_file = self.paths.log_file(&container.name);
         let process = ContainerProcess::spawn(&Launch {
             argv: argv.clone(),
@@ -636,5 +646,6 @@ pub(crate) fn hosts_entry(pod: &Pod, ip: Ipv4Addr) -> HostsEntry {
         subdomain: spec
             .and_then(|s| s.subdomain.clone())
             .filter(|s| !s.is_empty()),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
     }
 }

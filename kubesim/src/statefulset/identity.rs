@@ -42,22 +42,11 @@ pub fn ordinal_of(prefix: &str, name: &str) -> Option<i32> {
     rest.parse().ok()
 }
 
-/// The revision of the set's current pod template: a stable hash of the
-/// template's JSON form. Pods carry it in [`REVISION_LABEL`]; a pod whose
-/// label differs was made from an older template.
-///
-/// FNV-1a rather than the std hasher, whose output may change between Rust
-/// releases; the value only needs to be stable for one process, but a stable
-/// one makes logs comparable.
+/// The revision of the set's current pod template
+/// ([`crate::template_hash::template_hash`]). Pods carry it in
+/// [`REVISION_LABEL`]; a pod whose label differs was made from an older template.
 pub fn revision(set: &StatefulSet) -> String {
-    let template = set.spec.as_ref().map(|s| &s.template);
-    let json = serde_json::to_vec(&template).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:010x}", hash & 0xff_ffff_ffff)
+    crate::template_hash::template_hash(&set.spec.as_ref().map(|s| &s.template))
 }
 
 /// An owner reference to `set`, marked as the controller.

@@ -31,6 +31,11 @@ struct Cli {
     /// Name of this operator instance in Events (e.g. its pod name).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// Instead of running the operator, GET this URL (an operator's
+    /// `http://host:port/healthz`) and exit 0 only if it answers 200. The
+    /// Helm chart's `helm test` hook runs it.
+    #[arg(long, value_name = "URL")]
+    check_health: Option<String>,
 }
 
 async fn serve_metrics(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<()> {
@@ -81,6 +86,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    if let Some(url) = &cli.check_health {
+        let status =
+            cairn_operator::health_check::check(url, std::time::Duration::from_secs(10)).await?;
+        println!("{url}: {status}");
+        return Ok(());
+    }
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes API (in-cluster config or KUBECONFIG)")?;

@@ -19,9 +19,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Volume, VolumeMount,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
     VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -42,6 +43,8 @@ use crate::topology::{RackShare, rack_shares, statefulset_name};
 pub const POD_SPEC_HASH_ANNOTATION: &str = "cairn.dev/pod-spec-hash";
 /// Where the data volume is mounted (`--data-dir`).
 pub const DATA_DIR: &str = "/var/lib/cairn";
+/// The uid and gid node containers run as: the image's `cairn` user.
+pub const NODE_UID: i64 = 65532;
 /// Where the identity ConfigMap is mounted.
 pub const IDENTITY_DIR: &str = "/etc/cairn/identity";
 /// Name of the data volume claim template.
@@ -145,6 +148,7 @@ fn pod_template(cluster: &KVCluster, rack: &Rack) -> Result<PodTemplateSpec, Bui
             affinity: Some(spread_over_hosts(cluster)),
             // The node waits up to 30 s (shutdown-grace-ms) for requests in flight.
             termination_grace_period_seconds: Some(60),
+            security_context: Some(node_pod_security()),
             volumes: Some(vec![Volume {
                 name: "identity".to_owned(),
                 config_map: Some(ConfigMapVolumeSource {
@@ -156,6 +160,25 @@ fn pod_template(cluster: &KVCluster, rack: &Rack) -> Result<PodTemplateSpec, Bui
             ..PodSpec::default()
         }),
     })
+}
+
+/// The image's user (uid and gid 65532, see the `Dockerfile`), not root; the
+/// data volume is group-owned by it (`fsGroup`) so the node can write it.
+/// `OnRootMismatch` skips the recursive re-chown of a large volume on every
+/// start once the ownership is right.
+fn node_pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NODE_UID),
+        run_as_group: Some(NODE_UID),
+        fs_group: Some(NODE_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_owned()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
 }
 
 /// Prefer one Cairn pod per Kubernetes node, so losing a machine costs one
@@ -226,6 +249,14 @@ fn node_container(cluster: &KVCluster, rack: &Rack) -> Result<Container, BuildEr
         // Generous: a node replaying a large log must not be killed for it.
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
         resources: spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
         volume_mounts: Some(vec![
             VolumeMount {
                 name: DATA_VOLUME.to_owned(),

@@ -80,7 +80,7 @@ fn node_state(state: i32) -> NodeState {
 /// on reachable, active nodes.
 pub fn cluster_view(
     status: &apb::ClusterStatusResponse,
-    rebalance: Option<&apb::RebalanceStatusResponse>,
+    rebalance: &apb::RebalanceStatusResponse,
     replication_factor: u32,
 ) -> ClusterView {
     let nodes: Vec<NodeView> = status
@@ -123,9 +123,9 @@ pub fn cluster_view(
         shards: u32::try_from(status.shards.len()).unwrap_or(u32::MAX),
         under_replicated: u32::try_from(under_replicated).unwrap_or(u32::MAX),
         leaderless: u32::try_from(leaderless).unwrap_or(u32::MAX),
-        moves_done: rebalance.map_or(0, |r| r.moves_done),
-        moves_total: rebalance.map_or(0, |r| r.moves_total),
-        moves_remaining: rebalance.map_or(0, |r| r.moves_remaining),
+        moves_done: rebalance.moves_done,
+        moves_total: rebalance.moves_total,
+        moves_remaining: rebalance.moves_remaining,
     }
 }
 
@@ -140,16 +140,20 @@ impl GrpcAdmin {
             .await
             .map_err(|e| AdminError::Unavailable(format!("{endpoint}: {}", e.message())))?
             .into_inner();
+        // Without rebalance progress the view cannot tell a balanced cluster
+        // from one whose replicas have not moved yet: an endpoint that
+        // answers the status but not the progress gives no view at all
+        // (a scale-out was once declared balanced with every replica still
+        // on the old nodes, because a timed-out progress call read as zero
+        // moves remaining).
         let rebalance = client
             .rebalance_status(apb::RebalanceStatusRequest::default())
             .await
-            .ok()
-            .map(tonic::Response::into_inner);
-        Ok(cluster_view(
-            &status,
-            rebalance.as_ref(),
-            replication_factor,
-        ))
+            .map_err(|e| {
+                AdminError::Unavailable(format!("{endpoint}: rebalance status: {}", e.message()))
+            })?
+            .into_inner();
+        Ok(cluster_view(&status, &rebalance, replication_factor))
     }
 
     async fn call_one(endpoint: &str, call: AdminCall) -> Result<(), AdminError> {

@@ -704,7 +704,9 @@ fn continue_operation(cx: &Context<'_>, op: &Operation, decision: &mut Decision)
                     m.lifecycle != Lifecycle::Removed && m.lifecycle != Lifecycle::Replacing
                 })
                 .all(|m| m.lifecycle == Lifecycle::Serving);
-            if joined && view.moves_remaining == 0 {
+            // A shard without a leader reports no placement: its moves are
+            // unknown, not zero.
+            if joined && view.moves_remaining == 0 && view.leaderless == 0 {
                 done(
                     decision,
                     "ScaleOutDone",

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use cairn_kubesim::apiserver::ApiServer;
+use cairn_kubesim::apiserver::{ApiServer, Options};
+use cairn_kubesim::deployment::DeploymentController;
 use cairn_kubesim::kubelet::{ImageMap, Kubelet, KubeletConfig};
 use cairn_kubesim::statefulset::StatefulSetController;
 use cairn_operator::crd::KVCluster;
@@ -30,10 +31,11 @@ pub struct Env {
     pub client: kube::Client,
     pub kubelet: Kubelet,
     _statefulsets: StatefulSetController,
+    _deployments: DeploymentController,
     operator: Option<Child>,
     /// Where the running operator serves `/metrics`.
     pub operator_metrics: String,
-    kubeconfig: PathBuf,
+    pub kubeconfig: PathBuf,
     pub dir: tempfile::TempDir,
     operator_starts: u32,
 }
@@ -48,44 +50,57 @@ impl Env {
     /// running side by side, kubesim's own included, do not collide) and the
     /// operator.
     pub async fn start(subnet: u8) -> anyhow::Result<Env> {
-        let dir = tempfile::tempdir()?;
-        let api = ApiServer::start().await?;
-        let client = api.client();
+        let mut env = Self::start_without_operator(100 + subnet).await?;
         let crd: CustomResourceDefinition = serde_yaml::from_str(&std::fs::read_to_string(
             concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/kvcluster.yaml"),
         )?)?;
-        Api::<CustomResourceDefinition>::all(client.clone())
+        Api::<CustomResourceDefinition>::all(env.client.clone())
             .create(&PostParams::default(), &crd)
             .await
             .context("registering the KVCluster CRD")?;
+        env.start_operator()?;
+        Ok(env)
+    }
+
+    /// The stand-in cluster alone, as `helm install` finds it: no CRD, no
+    /// operator; the API server listens on every address so pods (an
+    /// operator Deployment) reach it through the bridge, and the kubelet
+    /// runs images `cairn` (cairn-node) and `cairn-operator`. Pods get
+    /// 198.18.`subnet`.0/24.
+    pub async fn start_without_operator(subnet: u8) -> anyhow::Result<Env> {
+        let dir = tempfile::tempdir()?;
+        let api = ApiServer::start_with(Options {
+            listen: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            ..Options::default()
+        })
+        .await?;
+        let client = api.client();
         let statefulsets = StatefulSetController::spawn(client.clone());
-        let images = ImageMap::new().with_repository("cairn", workspace_bin("cairn-node"));
+        let deployments = DeploymentController::spawn(client.clone());
+        let images = ImageMap::new()
+            .with_repository("cairn", workspace_bin("cairn-node"))
+            .with_repository("cairn-operator", env!("CARGO_BIN_EXE_cairn-operator"));
         let mut config = KubeletConfig::new(dir.path().join("kubelet"), images);
-        config.pod_subnet = std::net::Ipv4Addr::new(198, 18, 100 + subnet, 0);
+        config.pod_subnet = std::net::Ipv4Addr::new(198, 18, subnet, 0);
+        config.api_server_for_pods = Some(format!("http://{}:{}", config.host_ip(), api.port()));
         let kubelet = Kubelet::start(client.clone(), config).await?;
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(
             &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: kubesim\n  cluster:\n    server: {}\n\
-                 contexts:\n- name: kubesim\n  context:\n    cluster: kubesim\n    user: kubesim\n    namespace: {NS}\n\
-                 current-context: kubesim\nusers:\n- name: kubesim\n  user: {{}}\n",
-                api.url()
-            ),
+            cairn_kubesim::apiserver::kubeconfig(&api.url(), NS),
         )?;
-        let mut env = Env {
+        Ok(Env {
             api,
             client,
             kubelet,
             _statefulsets: statefulsets,
+            _deployments: deployments,
             operator: None,
             operator_metrics: String::new(),
             kubeconfig,
             dir,
             operator_starts: 0,
-        };
-        env.start_operator()?;
-        Ok(env)
+        })
     }
 
     /// Starts `cairn-operator` (its log goes to `operator-<n>.log`).
