@@ -12,6 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use cairn_keyspace::ShardId;
 use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
+use cairn_proto::ERROR_CODE_METADATA;
 
 use crate::backoff::Backoff;
 use crate::endpoint;
@@ -663,10 +664,6 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner)
     }
 }
-
-/// gRPC metadata in which nodes put their stable error code: present on
-/// statuses a node produced, absent when the connection failed.
-const ERROR_CODE_METADATA: &str = "cairn-error-code";
 
 /// Where a call goes.
 #[derive(Debug, Clone, Copy)]

@@ -43,6 +43,20 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The server's stable error code (`key_exists`, `revision_mismatch`,
+    /// `key_not_found`, …), which tells apart errors that share a gRPC
+    /// status (both of those are FAILED_PRECONDITION). `None` for errors
+    /// that did not come from a Cairn node.
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            ClientError::Status(status) => status
+                .metadata()
+                .get(cairn_proto::ERROR_CODE_METADATA)
+                .and_then(|v| v.to_str().ok()),
+            _ => None,
+        }
+    }
+
     /// The gRPC status code of the error, so callers can branch on outcomes
     /// such as `NotFound` or `FailedPrecondition`.
     ///

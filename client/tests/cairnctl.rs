@@ -319,7 +319,7 @@ async fn node_lifecycle_and_shard_map_through_cairnctl() {
     let out = cairnctl_with(&endpoints, &["node", "drain", "4", "--wait"], b"").await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
-        stdout(&out).ends_with("drain: node 4 is draining\n"),
+        stdout(&out).ends_with("drain: node 4 is drained: no replicas or leaderships left\n"),
         "{}",
         stdout(&out)
     );

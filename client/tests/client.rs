@@ -110,7 +110,18 @@ async fn other_errors_are_returned_without_retrying() {
         .await
         .expect_err("key exists");
     assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition));
-    // The server saw exactly one refused put: no retry.
+    assert_eq!(err.error_code(), Some("key_exists"));
+    // Same gRPC status, another stable code.
+    let err = client
+        .put(pb::PutRequest {
+            if_mod_revision: Some(999_999),
+            ..put("k", b"w")
+        })
+        .await
+        .expect_err("revision mismatch");
+    assert_eq!(err.code(), Some(tonic::Code::FailedPrecondition));
+    assert_eq!(err.error_code(), Some("revision_mismatch"));
+    // The server saw exactly one refused put of each: no retry.
     let metrics = node.metrics().await;
     assert!(
         metrics.contains(r#"cairn_requests_total{api="grpc",code="key_exists",method="Put"} 1"#),

@@ -181,4 +181,33 @@ async fn health_readiness_metrics_and_grpc_services() {
         names.contains(&"grpc.health.v1.Health".to_string()),
         "{names:?}"
     );
+
+    // The same through v1alpha, the only version Google's Python
+    // grpcio-reflection and other common tools speak.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let ch = tonic::transport::Channel::from_shared(t.node.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = alpha::server_reflection_client::ServerReflectionClient::new(ch);
+    let request = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("v1alpha reflection is served")
+        .into_inner();
+    let answer = answers.message().await.unwrap().expect("one answer");
+    let Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        answer.message_response
+    else {
+        panic!("unexpected v1alpha reflection answer {answer:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"cairn.kv.v1.KV".to_string()), "{names:?}");
 }

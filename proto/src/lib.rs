@@ -1,6 +1,11 @@
 //! Cairn's wire protocol: protobuf messages and gRPC service stubs generated
 //! from `proto/`, shared by the node, the client library and the tools.
 
+/// The gRPC metadata key that carries a Cairn error's stable code
+/// (`key_exists`, `revision_mismatch`, …) beside the gRPC status: defined
+/// here once, for the node that sets it and the clients that read it.
+pub const ERROR_CODE_METADATA: &str = "cairn-error-code";
+
 /// `cairn.kv.v1`: the key-value API.
 pub mod kv {
     /// Version 1 of the key-value API.

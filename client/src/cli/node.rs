@@ -23,6 +23,9 @@ pub async fn run(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let mut admin = client.admin();
+    // With --wait, what was waited for: the last line says it is done, not
+    // the state the request found (a drained node is still "draining").
+    let mut finished: Option<&str> = None;
     let (id, verb, reply) = match command {
         NodeCommand::Drain { id, wait } => {
             let r = admin
@@ -34,6 +37,7 @@ pub async fn run(
             let r = r.map_err(status_error)?.into_inner();
             if wait {
                 follow(client, id, Until::Drained, format, out).await?;
+                finished = Some("drained: no replicas or leaderships left");
             }
             (id, "drain", r)
         }
@@ -47,6 +51,7 @@ pub async fn run(
             let r = r.map_err(status_error)?.into_inner();
             if wait {
                 follow(client, id, Until::NoLeaderships, format, out).await?;
+                finished = Some("evacuated: no leaderships left");
             }
             (id, "evacuate-leaders", r)
         }
@@ -77,11 +82,13 @@ pub async fn run(
         NodeCommand::Remove { id } => (id, "remove", remove(client, id).await?),
     };
     if format.json {
-        writeln!(
-            out,
-            "{}",
-            json!({"node": id, "state": state_name(reply.state)})
-        )?;
+        let mut v = json!({"node": id, "state": state_name(reply.state)});
+        if finished.is_some() {
+            v["done"] = json!(true);
+        }
+        writeln!(out, "{v}")?;
+    } else if let Some(done) = finished {
+        writeln!(out, "{verb}: node {id} is {done}")?;
     } else {
         writeln!(out, "{verb}: node {id} is {}", state_name(reply.state))?;
     }

@@ -21,7 +21,7 @@ use crate::kv::KvError;
 use crate::state_machine::ApplyError;
 
 /// gRPC metadata key carrying the stable error code.
-pub const ERROR_CODE_METADATA: &str = "cairn-error-code";
+pub use cairn_proto::ERROR_CODE_METADATA;
 
 /// The gRPC code for `e`.
 pub fn grpc_code(e: &KvError) -> Code {

@@ -190,21 +190,30 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     health
         .set_serving::<cairn_proto::kv::v1::kv_server::KvServer<KvGrpc>>()
         .await;
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(cairn_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // Advertise only what this process serves: a standalone node has no
-        // admin or Raft transport service.
-        .with_service_name("cairn.kv.v1.KV")
-        .with_service_name("grpc.health.v1.Health");
-    if cluster.is_some() {
-        reflection = reflection
-            .with_service_name("cairn.admin.v1.Admin")
-            .with_service_name("cairn.raft.v1.RaftTransport");
-    }
-    let reflection = reflection
+    // Reflection in both versions: grpcurl speaks v1, but Google's Python
+    // grpcio-reflection and other common tools speak only v1alpha.
+    let reflection_builder = || {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cairn_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // Advertise only what this process serves: a standalone node has no
+            // admin or Raft transport service.
+            .with_service_name("cairn.kv.v1.KV")
+            .with_service_name("grpc.health.v1.Health");
+        if cluster.is_some() {
+            builder
+                .with_service_name("cairn.admin.v1.Admin")
+                .with_service_name("cairn.raft.v1.RaftTransport")
+        } else {
+            builder
+        }
+    };
+    let reflection = reflection_builder()
         .build_v1()
-        .map_err(|e| ServerError::Setup(format!("gRPC reflection: {e}")))?;
+        .map_err(|e| ServerError::Setup(format!("gRPC reflection v1: {e}")))?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .map_err(|e| ServerError::Setup(format!("gRPC reflection v1alpha: {e}")))?;
     let admin_service = cluster
         .as_ref()
         .map(|c| AdminGrpc::new(c.clone(), clock.clone()));
@@ -227,6 +236,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             tonic::transport::Server::builder()
                 .add_service(health_service)
                 .add_service(reflection)
+                .add_service(reflection_v1alpha)
                 .add_service(kv)
                 .add_optional_service(admin)
                 .add_optional_service(transport)
