@@ -531,7 +531,11 @@ fn watch_stream(
         .filter(|rv| *rv > 0);
     let mut first: Vec<Bytes> = Vec::new();
     let mut last = store.rv();
-    match since {
+    // A watch-list request (`sendInitialEvents=true`, client-go's
+    // WatchListClient, used by Helm's waits) gets the current objects as
+    // ADDED whatever its version, then a bookmark saying they are over.
+    let watch_list = query.get("sendInitialEvents").map(String::as_str) == Some("true");
+    match since.filter(|_| !watch_list) {
         Some(rv) => match store.changes_since(rv) {
             Some(changes) => {
                 for c in changes
@@ -564,23 +568,7 @@ fn watch_stream(
             }
         }
     }
-    // A watch-list request (`sendInitialEvents=true`, client-go's
-    // WatchListClient, used by Helm's waits) has the current objects sent as
-    // ADDED and then a bookmark saying the initial events are over.
-    if query.get("sendInitialEvents").map(String::as_str) == Some("true") && last != u64::MAX {
-        if since.is_some() {
-            first.clear();
-            for object in store.list(
-                &target.resource,
-                ns.as_deref(),
-                &LabelSelector::default(),
-                &FieldSelector::default(),
-            ) {
-                if matches(&object) {
-                    first.push(event_line("ADDED", &object));
-                }
-            }
-        }
+    if watch_list {
         let mark = json!({"apiVersion": target.resource.api_version(), "kind": kind.kind,
             "metadata": {"resourceVersion": last.to_string(),
                          "annotations": {"k8s.io/initial-events-end": "true"}}});

@@ -17,16 +17,15 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
-use serde_json::json;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::statefulset::running_and_ready;
 use crate::template_hash::template_hash;
+use crate::workload::{delete_pod, running_and_ready, write_status};
 
 /// The label carrying a pod's template revision, as on real ReplicaSet pods.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
@@ -203,7 +202,7 @@ pub async fn reconcile(client: &Client, deployment: &Deployment) -> Result<(), D
     if recreate && !old.is_empty() {
         // Recreate: every old pod goes, and nothing new starts until they are gone.
         for pod in &old {
-            delete(&pods_api, pod).await?;
+            delete_pod(&pods_api, pod).await?;
         }
     } else if recreate && terminating > 0 {
         // Wait for the old pods to finish terminating.
@@ -221,12 +220,12 @@ pub async fn reconcile(client: &Client, deployment: &Deployment) -> Result<(), D
         let mut surplus = new.clone();
         surplus.sort_by_key(|p| std::cmp::Reverse(p.metadata.creation_timestamp.clone()));
         for pod in surplus.iter().take(new.len() - replicas) {
-            delete(&pods_api, pod).await?;
+            delete_pod(&pods_api, pod).await?;
         }
     } else if new_ready == replicas {
         // maxUnavailable 0: old pods go once the new ones are all ready.
         for pod in &old {
-            delete(&pods_api, pod).await?;
+            delete_pod(&pods_api, pod).await?;
         }
     }
 
@@ -291,24 +290,7 @@ pub async fn reconcile(client: &Client, deployment: &Deployment) -> Result<(), D
     });
     if !unchanged {
         let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
-        api.patch_status(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await?;
+        write_status(&api, name, &status).await?;
     }
     Ok(())
-}
-
-async fn delete(api: &Api<Pod>, pod: &Pod) -> Result<(), DeploymentError> {
-    let Some(name) = pod.metadata.name.as_deref() else {
-        return Ok(());
-    };
-    info!(pod = name, "deleting pod");
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }

@@ -18,3 +18,4 @@ pub mod deployment;
 pub mod kubelet;
 pub mod statefulset;
 mod template_hash;
+mod workload;

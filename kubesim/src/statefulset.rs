@@ -24,7 +24,6 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 pub use identity::{POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL};
-pub(crate) use reconcile::running_and_ready;
 
 /// How often each set is reconciled even when nothing it watches changes.
 const RESYNC: Duration = Duration::from_secs(5);

@@ -226,6 +226,19 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// `kubectl apply --server-side -f config/samples/minimal.yaml`, as the README says.
+    fn apply_minimal_sample(&self) -> anyhow::Result<String> {
+        self.run(
+            "kubectl",
+            &[
+                "apply",
+                "--server-side",
+                "-f",
+                "config/samples/minimal.yaml",
+            ],
+        )
+    }
+
     /// `curl -s URL` inside an operator pod's network namespace.
     fn curl_in_operator_pod(&self, pod: &str, url: &str) -> anyhow::Result<String> {
         let netns = self
@@ -300,15 +313,7 @@ async fn helm_install_apply_scale_upgrade_and_uninstall() -> anyhow::Result<()> 
         .map_err(|e| e.context(k.operator_logs()))?;
     assert!(tested.contains("Succeeded"), "{tested}");
 
-    k.run(
-        "kubectl",
-        &[
-            "apply",
-            "--server-side",
-            "-f",
-            "config/samples/minimal.yaml",
-        ],
-    )?;
+    k.apply_minimal_sample()?;
     let formed = k.formed("demo", 3).await?;
     assert_eq!(
         formed.status.and_then(|s| s.shard_health).map(|h| h.total),
@@ -463,15 +468,7 @@ async fn kubectl_apply_of_the_install_bundle_runs_the_operator() -> anyhow::Resu
             .map(String::as_str),
         Some("kubectl")
     );
-    k.run(
-        "kubectl",
-        &[
-            "apply",
-            "--server-side",
-            "-f",
-            "config/samples/minimal.yaml",
-        ],
-    )?;
+    k.apply_minimal_sample()?;
     k.formed("demo", 3).await?;
     let table = k.run("kubectl", &["get", "kvc", "demo"])?;
     assert!(

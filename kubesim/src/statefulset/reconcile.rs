@@ -17,6 +17,7 @@ use super::identity::{
     REVISION_LABEL, build_claim, build_pod, claim_templates, ordinal_of, pod_name, revision,
     set_owner_ref,
 };
+use crate::workload::{self, delete_pod, running_and_ready, terminating};
 
 /// Reconciles `set` once.
 ///
@@ -243,12 +244,7 @@ async fn write_status(
     }
     debug!(namespace, set = name, ready, replicas, "writing set status");
     let api: Api<StatefulSet> = Api::namespaced(client.clone(), namespace);
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": status })),
-    )
-    .await?;
+    workload::write_status(&api, name, &status).await?;
     Ok(())
 }
 
@@ -259,36 +255,6 @@ fn pod_revision(pod: &Pod) -> Option<&str> {
         .as_ref()
         .and_then(|l| l.get(REVISION_LABEL))
         .map(String::as_str)
-}
-
-/// Whether the pod is being deleted.
-fn terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-/// Whether the pod's phase is Running and its Ready condition True.
-pub(crate) fn running_and_ready(pod: &Pod) -> bool {
-    let Some(status) = pod.status.as_ref() else {
-        return false;
-    };
-    status.phase.as_deref() == Some("Running")
-        && status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-}
-
-/// Deletes a pod gracefully (its own grace period), unless already going.
-async fn delete_pod(api: &Api<Pod>, pod: &Pod) -> Result<(), StatefulSetError> {
-    if terminating(pod) {
-        return Ok(());
-    }
-    let Some(name) = pod.metadata.name.as_deref() else {
-        return Ok(());
-    };
-    info!(pod = name, "deleting pod");
-    ignore_not_found(api.delete(name, &DeleteParams::default()).await)
 }
 
 /// Creates `object`, treating "already exists" as success (another pass or
