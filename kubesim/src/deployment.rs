@@ -21,8 +21,9 @@ use kube::api::{ListParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+use crate::controller_task::ControllerTask;
 
 use crate::template_hash::template_hash;
 use crate::workload::{delete_pod, running_and_ready, write_status};
@@ -81,10 +82,12 @@ fn on_error(deployment: Arc<Deployment>, error: &DeploymentError, _client: Arc<C
     Action::requeue(RETRY)
 }
 
-/// The controller running on the current Tokio runtime; dropping the handle stops it.
+/// The controller running on the current Tokio runtime; dropping the handle
+/// stops it (tests start one per API server and forget about it).
 #[derive(Debug)]
 pub struct DeploymentController {
-    task: JoinHandle<()>,
+    /// Held for its Drop, which stops the loop.
+    _task: ControllerTask,
 }
 
 impl DeploymentController {
@@ -94,18 +97,9 @@ impl DeploymentController {
     ///
     /// Outside a Tokio runtime.
     pub fn spawn(client: Client) -> Self {
-        let task = tokio::spawn(async move {
-            if let Err(e) = run(client).await {
-                warn!(error = %e, "deployment controller stopped");
-            }
-        });
-        Self { task }
-    }
-}
-
-impl Drop for DeploymentController {
-    fn drop(&mut self) {
-        self.task.abort();
+        Self {
+            _task: ControllerTask::spawn("deployment", run(client)),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //! What is not emulated is listed in this crate's README.
 
 pub mod apiserver;
+mod controller_task;
 pub mod deployment;
 pub mod kubelet;
 pub mod statefulset;

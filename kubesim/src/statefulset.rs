@@ -20,8 +20,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::runtime::controller::Action;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
+
+use crate::controller_task::ControllerTask;
 
 pub use identity::{POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_LABEL};
 
@@ -86,7 +87,8 @@ fn on_error(set: Arc<StatefulSet>, error: &StatefulSetError, _client: Arc<Client
 /// stops it (tests start one per API server and forget about it).
 #[derive(Debug)]
 pub struct StatefulSetController {
-    task: JoinHandle<()>,
+    /// Held for its Drop, which stops the loop.
+    _task: ControllerTask,
 }
 
 impl StatefulSetController {
@@ -96,17 +98,8 @@ impl StatefulSetController {
     ///
     /// Outside a Tokio runtime.
     pub fn spawn(client: Client) -> Self {
-        let task = tokio::spawn(async move {
-            if let Err(e) = run(client).await {
-                warn!(error = %e, "statefulset controller stopped");
-            }
-        });
-        Self { task }
-    }
-}
-
-impl Drop for StatefulSetController {
-    fn drop(&mut self) {
-        self.task.abort();
+        Self {
+            _task: ControllerTask::spawn("statefulset", run(client)),
+        }
     }
 }
