@@ -21,12 +21,9 @@ use crate::pb;
 use crate::pb::kv_client::KvClient;
 use crate::routing::{self, Headed, Router};
 
-/// Largest gRPC message the client sends or accepts (64 MiB).
-///
-/// Values may be up to 8 MiB and batches up to 16 MiB; scan pages and batch
-/// responses carry several of them, so the tonic default of 4 MiB is far too
-/// small.
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+/// Largest gRPC message the client sends or accepts:
+/// [`cairn_proto::MAX_MESSAGE_BYTES`], the one limit node and client share.
+pub const MAX_MESSAGE_SIZE: usize = cairn_proto::MAX_MESSAGE_BYTES;
 
 /// How long to wait for one endpoint to accept a connection, by default.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);

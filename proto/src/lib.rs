@@ -6,6 +6,12 @@
 /// here once, for the node that sets it and the clients that read it.
 pub const ERROR_CODE_METADATA: &str = "cairn-error-code";
 
+/// The largest gRPC message a Cairn client or node sends or accepts on the
+/// KV paths (64 MiB): values may be up to 8 MiB and batches 16 MiB, and scan
+/// pages and batch responses carry several of them, so tonic's 4 MiB default
+/// is far too small. It also bounds `max-value-bytes`.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
 /// `cairn.kv.v1`: the key-value API.
 pub mod kv {
     /// Version 1 of the key-value API.

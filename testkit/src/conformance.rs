@@ -24,8 +24,8 @@ pub async fn connect(endpoint: &str) -> Kv {
         .await
         .unwrap_or_else(|e| panic!("connecting to {endpoint}: {e}"));
     KvClient::new(ch)
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
 }
 
 /// Runs every check of the suite against `endpoint`.

@@ -57,7 +57,7 @@ impl Node {
         pb::kv_client::KvClient::connect(self.addr.clone())
             .await
             .expect("connect")
-            .max_decoding_message_size(64 << 20)
+            .max_decoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
     }
 
     /// Writes `key` directly (not through the code under test).

@@ -24,9 +24,8 @@ pub const FORWARDED_METADATA: &str = "cairn-forwarded";
 /// How long a forwarded read may take before the forwarding node gives up.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Largest message a forwarded read sends or accepts (values are up to 8 MiB
-/// and scan pages carry many of them).
-const MAX_FORWARD_MESSAGE: usize = 64 * 1024 * 1024;
+/// Largest message a forwarded read sends or accepts: the KV API's own limit.
+const MAX_FORWARD_MESSAGE: usize = cairn_proto::MAX_MESSAGE_BYTES;
 
 /// Shards of one request that live on one other node.
 #[derive(Debug, Clone, PartialEq, Eq)]

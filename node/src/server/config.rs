@@ -316,10 +316,11 @@ impl Config {
                 "raft snapshot-logs must be at least 10".into(),
             ));
         }
-        if self.limits.max_value_bytes > 64 << 20 {
-            return Err(ConfigError::Invalid(
-                "max-value-bytes above 64 MiB is not supported".into(),
-            ));
+        if self.limits.max_value_bytes > cairn_proto::MAX_MESSAGE_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "max-value-bytes above {} MiB (the gRPC message limit) is not supported",
+                cairn_proto::MAX_MESSAGE_BYTES >> 20
+            )));
         }
         Ok(())
     }
