@@ -5,15 +5,13 @@
 
 use serde::Serialize;
 
-/// Ten hex digits of the FNV-1a hash of `template`'s JSON (not the std
-/// hasher, whose output may change between Rust releases; a stable value
-/// makes logs comparable).
+/// Ten hex digits of the xxh3 hash of `template`'s JSON — the hash the
+/// operator uses for its pod-spec hash too (not the std hasher, whose output
+/// may change between Rust releases; a stable value makes logs comparable).
 pub fn template_hash<T: Serialize>(template: &T) -> String {
     let json = serde_json::to_vec(template).unwrap_or_default();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in json {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:010x}", hash & 0xff_ffff_ffff)
+    format!(
+        "{:010x}",
+        xxhash_rust::xxh3::xxh3_64(&json) & 0xff_ffff_ffff
+    )
 }
