@@ -21,6 +21,21 @@ pub struct ClusterSpec {
     pub replication_factor: u32,
     /// Extra flags for every node.
     pub args: Vec<String>,
+    /// Where each node runs (index `i` is node `i + 1`); empty: every node
+    /// on loopback with free ports, the data in a temporary directory.
+    pub hosts: Vec<NodeHost>,
+}
+
+/// Where one node of a [`LocalCluster`] runs: e.g. inside its own network
+/// namespace, through a launcher that enters it, on a filesystem of its own.
+#[derive(Debug, Clone)]
+pub struct NodeHost {
+    /// The program to start (`cairn-node`, or a wrapper that execs it).
+    pub binary: std::path::PathBuf,
+    /// gRPC, HTTP and metrics listen addresses.
+    pub addrs: [std::net::SocketAddr; 3],
+    /// Its data directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl ClusterSpec {
@@ -36,6 +51,7 @@ impl ClusterSpec {
                 "--raft-election-timeout-ms".into(),
                 "500".into(),
             ],
+            hosts: Vec::new(),
         }
     }
 }
@@ -132,11 +148,22 @@ impl LocalCluster {
             args.extend(["--join".into(), self.nodes[0].grpc.to_string()]);
         }
         args.extend(self.spec.args.iter().cloned());
-        let node = NodeProcess::start(NodeSpec {
-            binary: workspace_bin("cairn-node"),
-            data_dir: self._dir.path().join(format!("node{i}")),
-            args,
-        })?;
+        let node = match self.spec.hosts.get(i - 1) {
+            Some(host) => NodeProcess::start_at(
+                NodeSpec {
+                    binary: host.binary.clone(),
+                    data_dir: host.data_dir.clone(),
+                    args,
+                },
+                Some(host.addrs),
+            )?,
+            None if self.spec.hosts.is_empty() => NodeProcess::start(NodeSpec {
+                binary: workspace_bin("cairn-node"),
+                data_dir: self._dir.path().join(format!("node{i}")),
+                args,
+            })?,
+            None => bail!("no host given for node {i}"),
+        };
         self.nodes.push(node);
         Ok(())
     }

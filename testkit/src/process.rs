@@ -208,6 +208,11 @@ impl NodeProcess {
         self.child.is_some()
     }
 
+    /// The program this node runs.
+    pub fn binary(&self) -> &Path {
+        &self.spec.binary
+    }
+
     /// The node's data directory.
     pub fn data_dir(&self) -> &Path {
         &self.spec.data_dir
