@@ -197,7 +197,9 @@ fn prepare(ops: &[Operation], cut: Nanos) -> Prepared {
             }
         }
         if let Input::Get { .. } = &op.input {
-            last_read.insert(op.client, op.call);
+            // A stale serializable read may itself sit before its call, so
+            // the next one is bounded by where this one could sit.
+            last_read.insert(op.client, call);
         }
         if let Output::Written { revision, .. } = &op.output {
             write_calls.insert((op.client, *revision), op.call);
