@@ -293,7 +293,7 @@ impl Config {
             )));
         }
         if self.raft.heartbeat_interval_ms == 0
-            || self.raft.election_timeout_ms < 2 * self.raft.heartbeat_interval_ms
+            || self.raft.election_timeout_ms < self.raft.heartbeat_interval_ms.saturating_mul(2)
         {
             return Err(ConfigError::Invalid(format!(
                 "raft election-timeout-ms ({}) must be at least twice heartbeat-interval-ms ({}), which must be above 0",
@@ -368,5 +368,16 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["cairn-node", "--shards", "3"]).unwrap();
         assert!(matches!(Config::load(cli), Err(ConfigError::Invalid(_))));
+    }
+
+    /// Found by fuzzing the config parser: twice a huge heartbeat
+    /// interval overflowed (a panic in debug builds) instead of being refused.
+    #[test]
+    fn huge_raft_timings_are_refused_not_overflowed() {
+        let c = toml::from_str::<Config>(
+            "[raft]\nheartbeat-interval-ms = 9223372036854775887\nelection-timeout-ms = 9223372036854775807\n",
+        )
+        .unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid(_))));
     }
 }
