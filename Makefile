@@ -3,7 +3,8 @@
 #                (SINGLE=1 make run: one standalone node)
 #   make test  - install prerequisites, then fmt, clippy and every test (what CI runs)
 #   make bench - Cairn vs etcd vs Redis, side by side (scripts/bench-compare.sh; QUICK=1 for ~2 min)
-.PHONY: run test prereqs build bench clean-data
+#   make fuzz  - every fuzz target for 5 minutes (scripts/fuzz.sh; FUZZ_SECONDS=N to change)
+.PHONY: run test prereqs build bench fuzz clean-data
 
 run:
 	./scripts/run.sh
@@ -19,6 +20,9 @@ build: prereqs
 
 bench:
 	./scripts/bench-compare.sh
+
+fuzz:
+	./scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
 
 clean-data:
 	rm -rf ./cairn-data ./cairn-playground

@@ -13,6 +13,8 @@ pub mod api;
 pub mod clock;
 pub mod cluster;
 pub mod commit;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod kv;
 pub mod metrics;
 pub mod partition;

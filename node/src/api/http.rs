@@ -60,7 +60,20 @@ async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
 }
 
 /// A gateway error: a service error, optionally with its HTTP status overridden.
-struct HttpError(KvError, Option<StatusCode>);
+#[derive(Debug)]
+pub struct HttpError(KvError, Option<StatusCode>);
+
+impl HttpError {
+    /// The HTTP status the gateway answers with.
+    pub fn status(&self) -> StatusCode {
+        self.1.unwrap_or_else(|| http_status(&self.0))
+    }
+
+    /// The service error.
+    pub fn error(&self) -> &KvError {
+        &self.0
+    }
+}
 
 impl From<KvError> for HttpError {
     fn from(e: KvError) -> Self {
@@ -69,7 +82,7 @@ impl From<KvError> for HttpError {
 }
 
 fn error_response(e: &HttpError) -> Response {
-    let status = e.1.unwrap_or_else(|| http_status(&e.0));
+    let status = e.status();
     let body = json!({"error": e.0.to_string(), "code": e.0.code()});
     let mut resp = (status, axum::Json(body)).into_response();
     if status == StatusCode::METHOD_NOT_ALLOWED
@@ -100,86 +113,183 @@ fn not_allowed(method: &Method, allowed: &str) -> HttpError {
 
 const KEY_METHODS: &str = "GET, HEAD, PUT, DELETE, PATCH, UPDATE";
 
+/// What a gateway request asks of the store, decoded from its method, path,
+/// query, headers and body before anything runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GatewayRequest {
+    /// `PUT /store` (JSON) or `PUT /store/{key}` (raw body).
+    Put {
+        /// The write.
+        req: pb::PutRequest,
+        /// `If-None-Match: *` was sent: an existing key is a 412.
+        if_none_match: bool,
+    },
+    /// `UPDATE|PATCH /store/{key}`.
+    Update(pb::UpdateRequest),
+    /// `DELETE /store/{key}`.
+    Delete(pb::DeleteRequest),
+    /// `GET|HEAD /store/{key}`.
+    Get {
+        /// The read.
+        req: pb::GetRequest,
+        /// `HEAD`: headers only.
+        head: bool,
+    },
+    /// `GET|HEAD /store`: one page of a scan.
+    Scan {
+        /// The scan.
+        req: pb::ScanRequest,
+        /// `encoding=base64`: keys and values in the answer are base64.
+        base64: bool,
+    },
+}
+
+/// Which route a path is: `/store`, `/store/{key}` (with the raw,
+/// still percent-encoded key) or none.
+enum Route<'p> {
+    Root,
+    Keyed(&'p str),
+    Other,
+}
+
+fn route_of(path: &str) -> Route<'_> {
+    if path == "/store" {
+        return Route::Root;
+    }
+    match path.strip_prefix("/store/") {
+        Some(raw) => Route::Keyed(raw),
+        None => Route::Other,
+    }
+}
+
+/// The key a `/store/{key}` path names: its percent-decoded bytes (any
+/// byte, `/` included).
+pub fn store_key(raw: &str) -> Vec<u8> {
+    percent_decode_str(raw).collect()
+}
+
+/// Decodes a gateway request (the body already read, empty for methods
+/// that take none) into what it asks of the store. Pure: the HTTP front
+/// end, its tests and the fuzz target share it.
+///
+/// # Errors
+/// The [`HttpError`] the gateway answers with: an unknown route or method,
+/// a malformed query, header or JSON body, bad base64, out-of-range numbers.
+pub fn decode_request(
+    method: &Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<GatewayRequest, HttpError> {
+    let path = uri.path();
+    match route_of(path) {
+        Route::Root => {
+            let q = query(uri)?;
+            match *method {
+                Method::GET | Method::HEAD => scan_request(&q),
+                Method::PUT => Ok(GatewayRequest::Put {
+                    req: put_from_json(body, headers)?,
+                    if_none_match: false,
+                }),
+                ref m => Err(not_allowed(m, "GET, HEAD, PUT")),
+            }
+        }
+        Route::Keyed(raw) => {
+            let key = store_key(raw);
+            let q = query(uri)?;
+            match method.as_str() {
+                "GET" | "HEAD" => Ok(GatewayRequest::Get {
+                    req: pb::GetRequest {
+                        key,
+                        read: Some(read_options(&q)?),
+                    },
+                    head: *method == Method::HEAD,
+                }),
+                "PUT" => {
+                    let if_none_match = header_is(headers, header::IF_NONE_MATCH, "*");
+                    Ok(GatewayRequest::Put {
+                        req: pb::PutRequest {
+                            key,
+                            value: body.to_vec(),
+                            ttl_ms: ttl_ms(&q)?,
+                            keep_ttl: flag(&q, "keep_ttl")?,
+                            if_absent: flag(&q, "if_absent")? || if_none_match,
+                            if_mod_revision: if_revision(&q, headers)?,
+                            return_previous: false,
+                            request_id: idempotency_key(headers),
+                        },
+                        if_none_match,
+                    })
+                }
+                "UPDATE" | "PATCH" => Ok(GatewayRequest::Update(pb::UpdateRequest {
+                    key,
+                    value: body.to_vec(),
+                    ttl_ms: ttl_ms(&q)?,
+                    keep_ttl: flag(&q, "keep_ttl")?,
+                    if_mod_revision: if_revision(&q, headers)?,
+                    return_previous: false,
+                    request_id: idempotency_key(headers),
+                })),
+                "DELETE" => Ok(GatewayRequest::Delete(pb::DeleteRequest {
+                    key,
+                    if_mod_revision: if_revision(&q, headers)?,
+                    return_previous: false,
+                    request_id: idempotency_key(headers),
+                })),
+                _ => Err(not_allowed(method, KEY_METHODS)),
+            }
+        }
+        Route::Other => Err(HttpError(
+            KvError::invalid(
+                "no_route",
+                format!("no route for {path}; the API lives under /store"),
+            ),
+            Some(StatusCode::NOT_FOUND),
+        )),
+    }
+}
+
 impl Gateway {
     async fn route(&self, req: Request) -> (&'static str, HttpResult) {
-        let path = req.uri().path().to_string();
-        if path == "/store" {
-            return ("/store", self.root(req).await);
-        }
-        let Some(raw_key) = path.strip_prefix("/store/") else {
-            let e = HttpError(
-                KvError::invalid(
-                    "no_route",
-                    format!("no route for {path}; the API lives under /store"),
-                ),
-                Some(StatusCode::NOT_FOUND),
-            );
-            return ("other", Err(e));
+        let label = match route_of(req.uri().path()) {
+            Route::Root => "/store",
+            Route::Keyed(_) => "/store/{key}",
+            Route::Other => "other",
         };
-        let key: Vec<u8> = percent_decode_str(raw_key).collect();
-        ("/store/{key}", self.keyed(req, key).await)
+        (label, self.serve(req).await)
     }
 
-    async fn root(&self, req: Request) -> HttpResult {
-        let q = query(&req)?;
-        match *req.method() {
-            Method::GET | Method::HEAD => self.list(&q).await,
-            Method::PUT => {
-                let limits = self.store.limits();
-                let limit = (limits.max_value_bytes + limits.max_key_bytes) / 3 * 4 + (64 << 10);
-                let (parts, body) = req.into_parts();
-                let body = read_body(
-                    &parts.headers,
-                    body,
-                    limit,
-                    "max-value-bytes, base64-encoded",
-                )
-                .await?;
-                self.put_json(&body, &parts.headers).await
-            }
-            ref m => Err(not_allowed(m, "GET, HEAD, PUT")),
-        }
-    }
-
-    async fn keyed(&self, req: Request, key: Vec<u8>) -> HttpResult {
-        let q = query(&req)?;
-        let method = req.method().clone();
+    async fn serve(&self, req: Request) -> HttpResult {
         let (parts, body) = req.into_parts();
-        let headers = &parts.headers;
-        match method.as_str() {
-            "GET" | "HEAD" => self.get(key, &q, method == Method::HEAD).await,
-            "PUT" => {
-                let value = self.read_value(headers, body).await?;
-                let if_none_match = header_is(headers, header::IF_NONE_MATCH, "*");
-                let req = pb::PutRequest {
-                    key,
-                    value: value.to_vec(),
-                    ttl_ms: ttl_ms(&q)?,
-                    keep_ttl: flag(&q, "keep_ttl")?,
-                    if_absent: flag(&q, "if_absent")? || if_none_match,
-                    if_mod_revision: if_revision(&q, headers)?,
-                    return_previous: false,
-                    request_id: idempotency_key(headers),
-                };
-                match self.store.put(req).await {
-                    Ok(r) => Ok(put_response(&r)),
-                    Err(e @ KvError::Refused(ApplyError::KeyExists { .. })) if if_none_match => {
-                        Err(HttpError(e, Some(StatusCode::PRECONDITION_FAILED)))
-                    }
-                    Err(e) => Err(e.into()),
-                }
+        let m = parts.method.as_str();
+        let limits = self.store.limits();
+        let body_limit = match route_of(parts.uri.path()) {
+            Route::Root if m == "PUT" => Some((
+                (limits.max_value_bytes + limits.max_key_bytes) / 3 * 4 + (64 << 10),
+                "max-value-bytes, base64-encoded",
+            )),
+            Route::Keyed(_) if matches!(m, "PUT" | "UPDATE" | "PATCH") => {
+                Some((limits.max_value_bytes, "max-value-bytes"))
             }
-            "UPDATE" | "PATCH" => {
-                let value = self.read_value(headers, body).await?;
-                let req = pb::UpdateRequest {
-                    key,
-                    value: value.to_vec(),
-                    ttl_ms: ttl_ms(&q)?,
-                    keep_ttl: flag(&q, "keep_ttl")?,
-                    if_mod_revision: if_revision(&q, headers)?,
-                    return_previous: false,
-                    request_id: idempotency_key(headers),
-                };
+            _ => None,
+        };
+        let body = match body_limit {
+            Some((limit, name)) => {
+                // A malformed query is refused before the body is read.
+                query(&parts.uri)?;
+                read_body(&parts.headers, body, limit, name).await?
+            }
+            None => Bytes::new(),
+        };
+        match decode_request(&parts.method, &parts.uri, &parts.headers, &body)? {
+            GatewayRequest::Put { req, if_none_match } => match self.store.put(req).await {
+                Ok(r) => Ok(put_response(&r)),
+                Err(e @ KvError::Refused(ApplyError::KeyExists { .. })) if if_none_match => {
+                    Err(HttpError(e, Some(StatusCode::PRECONDITION_FAILED)))
+                }
+                Err(e) => Err(e.into()),
+            },
+            GatewayRequest::Update(req) => {
                 let r = self.store.update(req).await?;
                 Ok(write_response(
                     StatusCode::OK,
@@ -188,13 +298,8 @@ impl Gateway {
                     None,
                 ))
             }
-            "DELETE" => {
-                let req = pb::DeleteRequest {
-                    key: key.clone(),
-                    if_mod_revision: if_revision(&q, headers)?,
-                    return_previous: false,
-                    request_id: idempotency_key(headers),
-                };
+            GatewayRequest::Delete(req) => {
+                let key = req.key.clone();
                 let r = self.store.delete(req).await?;
                 if r.existed {
                     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -207,30 +312,19 @@ impl Gateway {
                     ))
                 }
             }
-            _ => Err(not_allowed(&method, KEY_METHODS)),
+            GatewayRequest::Get { req, head } => self.get(&req, head).await,
+            GatewayRequest::Scan { req, base64 } => self.list(req, base64).await,
         }
     }
 
-    /// Reads a raw value body, refusing one over the value limit.
-    async fn read_value(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
-        read_body(
-            headers,
-            body,
-            self.store.limits().max_value_bytes,
-            "max-value-bytes",
-        )
-        .await
-    }
-
-    async fn get(&self, key: Vec<u8>, q: &HashMap<String, String>, head: bool) -> HttpResult {
-        let req = pb::GetRequest {
-            key: key.clone(),
-            read: Some(read_options(q)?),
-        };
-        let r = self.store.get(&req).await?;
+    async fn get(&self, req: &pb::GetRequest, head: bool) -> HttpResult {
+        let r = self.store.get(req).await?;
         let Some(kv) = r.kv else {
             return Err(HttpError(
-                KvError::Refused(ApplyError::NotFound { op_index: 0, key }),
+                KvError::Refused(ApplyError::NotFound {
+                    op_index: 0,
+                    key: req.key.clone(),
+                }),
                 None,
             ));
         };
@@ -251,83 +345,7 @@ impl Gateway {
         Ok(resp)
     }
 
-    async fn put_json(&self, body: &Bytes, headers: &HeaderMap) -> HttpResult {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct PutBody {
-            key: String,
-            value: String,
-            #[serde(default)]
-            ttl_seconds: u64,
-            #[serde(default)]
-            if_absent: bool,
-            #[serde(default)]
-            if_revision: Option<u64>,
-            #[serde(default)]
-            encoding: Option<String>,
-        }
-        let b: PutBody = serde_json::from_slice(body)
-            .map_err(|e| bad("bad_json", format!("request body is not a valid put: {e}")))?;
-        let b64 = is_base64(b.encoding.as_deref())?;
-        let decode = |field: &str, s: String| -> Result<Vec<u8>, HttpError> {
-            if b64 {
-                STANDARD
-                    .decode(s.as_bytes())
-                    .map_err(|e| bad("bad_base64", format!("{field} is not valid base64: {e}")))
-            } else {
-                Ok(s.into_bytes())
-            }
-        };
-        let req = pb::PutRequest {
-            key: decode("key", b.key)?,
-            value: decode("value", b.value)?,
-            ttl_ms: ttl_seconds_to_ms(b.ttl_seconds)?,
-            keep_ttl: false,
-            if_absent: b.if_absent,
-            if_mod_revision: b.if_revision,
-            return_previous: false,
-            request_id: idempotency_key(headers),
-        };
-        let r = self.store.put(req).await?;
-        Ok(put_response(&r))
-    }
-
-    async fn list(&self, q: &HashMap<String, String>) -> HttpResult {
-        let b64 = is_base64(q.get("encoding").map(String::as_str))?;
-        let field = |name: &str| -> Result<Vec<u8>, HttpError> {
-            let Some(s) = q.get(name) else {
-                return Ok(Vec::new());
-            };
-            if b64 {
-                STANDARD
-                    .decode(s.as_bytes())
-                    .map_err(|e| bad("bad_base64", format!("{name} is not valid base64: {e}")))
-            } else {
-                Ok(s.clone().into_bytes())
-            }
-        };
-        let page_token = match q.get("page_token") {
-            Some(t) => URL_SAFE_NO_PAD.decode(t.as_bytes()).map_err(|_| {
-                bad(
-                    "bad_page_token",
-                    "page_token is not one this server issued; pass next_page_token unchanged",
-                )
-            })?,
-            None => Vec::new(),
-        };
-        let req = pb::ScanRequest {
-            prefix: field("prefix")?,
-            start: field("start")?,
-            end: field("end")?,
-            limit: number(q, "limit")?.map_or(Ok(0), |n| {
-                u32::try_from(n)
-                    .map_err(|_| bad("limit_too_large", format!("limit {n} is out of range")))
-            })?,
-            page_token,
-            keys_only: flag(q, "keys_only")?,
-            read: Some(read_options(q)?),
-            shards: Vec::new(),
-        };
+    async fn list(&self, req: pb::ScanRequest, b64: bool) -> HttpResult {
         let r = self.store.scan(req).await?;
         let items: Vec<Value> = r.kvs.iter().map(|kv| kv_json(kv, b64)).collect();
         let body = json!({
@@ -337,6 +355,86 @@ impl Gateway {
         });
         Ok((StatusCode::OK, axum::Json(body)).into_response())
     }
+}
+
+/// The `PUT /store` JSON body as a put.
+fn put_from_json(body: &[u8], headers: &HeaderMap) -> Result<pb::PutRequest, HttpError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct PutBody {
+        key: String,
+        value: String,
+        #[serde(default)]
+        ttl_seconds: u64,
+        #[serde(default)]
+        if_absent: bool,
+        #[serde(default)]
+        if_revision: Option<u64>,
+        #[serde(default)]
+        encoding: Option<String>,
+    }
+    let b: PutBody = serde_json::from_slice(body)
+        .map_err(|e| bad("bad_json", format!("request body is not a valid put: {e}")))?;
+    let b64 = is_base64(b.encoding.as_deref())?;
+    let decode = |field: &str, s: String| -> Result<Vec<u8>, HttpError> {
+        if b64 {
+            STANDARD
+                .decode(s.as_bytes())
+                .map_err(|e| bad("bad_base64", format!("{field} is not valid base64: {e}")))
+        } else {
+            Ok(s.into_bytes())
+        }
+    };
+    Ok(pb::PutRequest {
+        key: decode("key", b.key)?,
+        value: decode("value", b.value)?,
+        ttl_ms: ttl_seconds_to_ms(b.ttl_seconds)?,
+        keep_ttl: false,
+        if_absent: b.if_absent,
+        if_mod_revision: b.if_revision,
+        return_previous: false,
+        request_id: idempotency_key(headers),
+    })
+}
+
+/// `GET /store`'s query as a scan.
+fn scan_request(q: &HashMap<String, String>) -> Result<GatewayRequest, HttpError> {
+    let b64 = is_base64(q.get("encoding").map(String::as_str))?;
+    let field = |name: &str| -> Result<Vec<u8>, HttpError> {
+        let Some(s) = q.get(name) else {
+            return Ok(Vec::new());
+        };
+        if b64 {
+            STANDARD
+                .decode(s.as_bytes())
+                .map_err(|e| bad("bad_base64", format!("{name} is not valid base64: {e}")))
+        } else {
+            Ok(s.clone().into_bytes())
+        }
+    };
+    let page_token = match q.get("page_token") {
+        Some(t) => URL_SAFE_NO_PAD.decode(t.as_bytes()).map_err(|_| {
+            bad(
+                "bad_page_token",
+                "page_token is not one this server issued; pass next_page_token unchanged",
+            )
+        })?,
+        None => Vec::new(),
+    };
+    let req = pb::ScanRequest {
+        prefix: field("prefix")?,
+        start: field("start")?,
+        end: field("end")?,
+        limit: number(q, "limit")?.map_or(Ok(0), |n| {
+            u32::try_from(n)
+                .map_err(|_| bad("limit_too_large", format!("limit {n} is out of range")))
+        })?,
+        page_token,
+        keys_only: flag(q, "keys_only")?,
+        read: Some(read_options(q)?),
+        shards: Vec::new(),
+    };
+    Ok(GatewayRequest::Scan { req, base64: b64 })
 }
 
 /// JSON form of a key-value; UTF-8 strings when possible, else base64 with
@@ -436,10 +534,10 @@ fn add_revision(resp: &mut Response, h: Option<&pb::ResponseHeader>) {
     }
 }
 
-fn query(req: &Request) -> Result<HashMap<String, String>, HttpError> {
-    match req.uri().query() {
+fn query(uri: &http::Uri) -> Result<HashMap<String, String>, HttpError> {
+    match uri.query() {
         None => Ok(HashMap::new()),
-        Some(q) => axum::extract::Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        Some(q) => axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
             .map(|axum::extract::Query(m)| m)
             .map_err(|e| bad("bad_query", format!("query string {q:?} is malformed: {e}"))),
     }

@@ -82,7 +82,7 @@ impl RaftTuning {
             cluster_name: "cairn".into(),
             heartbeat_interval: self.heartbeat_interval_ms,
             election_timeout_min: self.election_timeout_ms,
-            election_timeout_max: self.election_timeout_ms * 2,
+            election_timeout_max: self.election_timeout_ms.saturating_mul(2),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_logs),
             max_in_snapshot_log_to_keep: self.snapshot_logs / 10,
             install_snapshot_timeout: 30_000,

@@ -5,6 +5,7 @@
 //! Both front ends (gRPC and the HTTP gateway) call this; neither touches
 //! storage directly, so both enforce the same limits and semantics.
 
+pub mod command;
 mod error;
 pub mod forward;
 mod limits;
@@ -599,23 +600,13 @@ impl KvStore {
         })
     }
 
-    fn single_write(&self, key: &[u8], op: pb::write_op::Op) -> (ShardId, CommandOp) {
-        let shard = self.inner.shards.shard_for_key(key);
-        (shard, CommandOp::Batch(vec![pb::WriteOp { op: Some(op) }]))
-    }
-
     async fn single_result(
         &self,
-        key: &[u8],
         op: pb::write_op::Op,
     ) -> Result<(pb::write_result::Result, pb::ResponseHeader), KvError> {
-        let request_id = match &op {
-            pb::write_op::Op::Put(p) => p.request_id.clone(),
-            pb::write_op::Op::Update(u) => u.request_id.clone(),
-            pb::write_op::Op::Delete(d) => d.request_id.clone(),
-        };
-        let (shard, cmd) = self.single_write(key, op);
-        let applied = self.propose(shard, cmd, request_id).await?;
+        let p = command::single_command(&self.inner.limits, self.inner.shards, op)?;
+        let shard = p.shard;
+        let applied = self.propose(shard, p.op, p.request_id).await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Batch(mut rs) if rs.len() == 1 => rs
@@ -632,9 +623,7 @@ impl KvStore {
     /// # Errors
     /// Limits, failed conditions, storage failure, shutdown.
     pub async fn put(&self, req: pb::PutRequest) -> Result<pb::PutResponse, KvError> {
-        self.inner.limits.check_put(&req)?;
-        let key = req.key.clone();
-        match self.single_result(&key, pb::write_op::Op::Put(req)).await? {
+        match self.single_result(pb::write_op::Op::Put(req)).await? {
             (pb::write_result::Result::Put(mut r), h) => {
                 r.header = Some(h);
                 Ok(r)
@@ -648,12 +637,7 @@ impl KvStore {
     /// # Errors
     /// Limits, missing key, failed condition, storage failure, shutdown.
     pub async fn update(&self, req: pb::UpdateRequest) -> Result<pb::UpdateResponse, KvError> {
-        self.inner.limits.check_update(&req)?;
-        let key = req.key.clone();
-        match self
-            .single_result(&key, pb::write_op::Op::Update(req))
-            .await?
-        {
+        match self.single_result(pb::write_op::Op::Update(req)).await? {
             (pb::write_result::Result::Update(mut r), h) => {
                 r.header = Some(h);
                 Ok(r)
@@ -667,65 +651,12 @@ impl KvStore {
     /// # Errors
     /// Bad key, failed condition, storage failure, shutdown.
     pub async fn delete(&self, req: pb::DeleteRequest) -> Result<pb::DeleteResponse, KvError> {
-        self.inner.limits.check_key(&req.key)?;
-        let key = req.key.clone();
-        match self
-            .single_result(&key, pb::write_op::Op::Delete(req))
-            .await?
-        {
+        match self.single_result(pb::write_op::Op::Delete(req)).await? {
             (pb::write_result::Result::Delete(mut r), h) => {
                 r.header = Some(h);
                 Ok(r)
             }
             _ => Err(KvError::Storage("unexpected write result".into())),
-        }
-    }
-
-    /// The one shard all `keys` belong to.
-    fn one_shard<'k>(
-        &self,
-        what: &str,
-        keys: impl Iterator<Item = &'k [u8]>,
-    ) -> Result<ShardId, KvError> {
-        let mut shard: Option<(ShardId, &[u8])> = None;
-        for k in keys {
-            let s = self.inner.shards.shard_for_key(k);
-            match shard {
-                None => shard = Some((s, k)),
-                Some((first, first_key)) if first != s => {
-                    return Err(KvError::invalid(
-                        "cross_shard",
-                        format!(
-                            "{what} spans shards {first} (key {}) and {s} (key {}); a {what} must stay in one shard: give related keys the same hash tag, e.g. {{user42}}/a and {{user42}}/b",
-                            crate::state_machine::show_key(first_key),
-                            crate::state_machine::show_key(k)
-                        ),
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        shard
-            .map(|(s, _)| s)
-            .ok_or_else(|| KvError::invalid("empty_request", format!("{what} names no keys")))
-    }
-
-    fn check_write_op(
-        &self,
-        i: usize,
-        op: Option<&pb::write_op::Op>,
-    ) -> Result<(usize, Vec<u8>), KvError> {
-        use pb::write_op::Op;
-        let limits = &self.inner.limits;
-        let at = |e: KvError| prefix_error(i, e);
-        match op {
-            Some(Op::Put(p)) => Ok((limits.check_put(p).map_err(at)?, p.key.clone())),
-            Some(Op::Update(u)) => Ok((limits.check_update(u).map_err(at)?, u.key.clone())),
-            Some(Op::Delete(d)) => {
-                limits.check_key(&d.key).map_err(at)?;
-                Ok((d.key.len(), d.key.clone()))
-            }
-            None => Err(KvError::invalid("empty_op", format!("op {i} is empty"))),
         }
     }
 
@@ -735,23 +666,9 @@ impl KvStore {
     /// Limits, cross-shard keys, a failed op condition (nothing applied),
     /// storage failure, shutdown.
     pub async fn batch(&self, req: pb::BatchRequest) -> Result<pb::BatchResponse, KvError> {
-        if req.ops.is_empty() {
-            return Err(KvError::invalid("empty_request", "batch has no ops"));
-        }
-        let mut bytes = 0;
-        let mut keys = Vec::with_capacity(req.ops.len());
-        for (i, op) in req.ops.iter().enumerate() {
-            let (b, k) = self.check_write_op(i, op.op.as_ref())?;
-            bytes += b;
-            keys.push(k);
-        }
-        self.inner
-            .limits
-            .check_batch_totals("batch", req.ops.len(), bytes)?;
-        let shard = self.one_shard("batch", keys.iter().map(Vec::as_slice))?;
-        let applied = self
-            .propose(shard, CommandOp::Batch(req.ops), req.request_id)
-            .await?;
+        let p = command::batch_command(&self.inner.limits, self.inner.shards, req)?;
+        let shard = p.shard;
+        let applied = self.propose(shard, p.op, p.request_id).await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Batch(results) => Ok(pb::BatchResponse {
@@ -768,51 +685,9 @@ impl KvStore {
     /// Limits, cross-shard keys, a failed op condition in the chosen branch
     /// (nothing applied), storage failure, shutdown.
     pub async fn txn(&self, req: pb::TxnRequest) -> Result<pb::TxnResponse, KvError> {
-        use pb::txn_op::Op;
-        let limits = &self.inner.limits;
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut bytes = 0;
-        for c in &req.compares {
-            limits.check_key(&c.key)?;
-            if pb::compare::Target::try_from(c.target).is_err()
-                || pb::compare::Op::try_from(c.op).is_err()
-            {
-                return Err(KvError::invalid(
-                    "bad_compare",
-                    format!(
-                        "compare on key {} has an unknown target or operator",
-                        crate::state_machine::show_key(&c.key)
-                    ),
-                ));
-            }
-            bytes += c.key.len() + c.value.len();
-            keys.push(c.key.clone());
-        }
-        for (i, op) in req.success.iter().chain(&req.failure).enumerate() {
-            let write = match &op.op {
-                Some(Op::Put(p)) => Some(pb::write_op::Op::Put(p.clone())),
-                Some(Op::Update(u)) => Some(pb::write_op::Op::Update(u.clone())),
-                Some(Op::Delete(d)) => Some(pb::write_op::Op::Delete(d.clone())),
-                Some(Op::Get(g)) => {
-                    limits.check_key(&g.key).map_err(|e| prefix_error(i, e))?;
-                    bytes += g.key.len();
-                    keys.push(g.key.clone());
-                    continue;
-                }
-                None => None,
-            };
-            let (b, k) = self.check_write_op(i, write.as_ref())?;
-            bytes += b;
-            keys.push(k);
-        }
-        limits.check_batch_totals(
-            "txn",
-            req.compares.len() + req.success.len() + req.failure.len(),
-            bytes,
-        )?;
-        let shard = self.one_shard("txn", keys.iter().map(Vec::as_slice))?;
-        let request_id = req.request_id.clone();
-        let applied = self.propose(shard, CommandOp::Txn(req), request_id).await?;
+        let p = command::txn_command(&self.inner.limits, self.inner.shards, req)?;
+        let shard = p.shard;
+        let applied = self.propose(shard, p.op, p.request_id).await?;
         let header = self.header(applied.revision, Some(shard));
         match applied.output {
             CommandOutput::Txn { succeeded, results } => Ok(pb::TxnResponse {
@@ -1050,18 +925,4 @@ fn cross_shard_token() -> KvError {
         "min_revision_cross_shard",
         "min_revision is a per-shard token: it applies to Get and to a BatchGet whose keys share one shard, not to Scan or multi-shard BatchGet",
     )
-}
-
-fn prefix_error(i: usize, e: KvError) -> KvError {
-    match e {
-        KvError::InvalidArgument { code, message } => KvError::InvalidArgument {
-            code,
-            message: format!("op {i}: {message}"),
-        },
-        KvError::TooLarge { code, message } => KvError::TooLarge {
-            code,
-            message: format!("op {i}: {message}"),
-        },
-        other => other,
-    }
 }

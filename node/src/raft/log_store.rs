@@ -46,13 +46,24 @@ pub(crate) fn raft_meta_key(what: &str, shard: ShardId) -> Vec<u8> {
     k
 }
 
-pub(crate) fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+/// Encodes a Raft record (a log entry, the vote, a log id, a snapshot's
+/// meta) in its on-disk form: `0x01 ‖ postcard(v)`.
+///
+/// # Errors
+/// Serialisation failure (not expected for the Raft types).
+pub fn encode<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
     let mut out = vec![ENTRY_FORMAT_V1];
     out.extend(postcard::to_stdvec(v).map_err(io_err)?);
     Ok(out)
 }
 
-pub(crate) fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
+/// Decodes [`encode`]'s output; the reader of every Raft record on disk and
+/// of snapshot headers from peers.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidData`] for an empty record or an unknown format;
+/// the postcard error for bytes that are not a `T`.
+pub fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     match b.split_first() {
         Some((&ENTRY_FORMAT_V1, rest)) => postcard::from_bytes(rest).map_err(io_err),
         Some((v, _)) => Err(io::Error::new(

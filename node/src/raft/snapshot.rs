@@ -754,99 +754,214 @@ impl From<ReceiveError> for tonic::Status {
     }
 }
 
-/// A file being received.
-struct Partial {
-    file: File,
-    written: u64,
-    hash: Xxh3,
+/// The header of a snapshot stream: the leader's vote, the snapshot's meta
+/// and its manifest.
+pub type Header = (VoteOf<ShardRaft>, SnapshotMetaOf<ShardRaft>, Manifest);
+
+/// What a checked chunk after the header asks the receiver to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'c> {
+    /// Append this piece's data to its file (at the offset it names, which
+    /// is where the file ends so far).
+    Write(&'c rpb::FilePiece),
+    /// The stream is complete; [`StreamCheck::finish`] says whether it is whole.
+    Done,
 }
 
-/// The files of a snapshot being received into a staging directory.
-struct Staging {
-    dir: PathBuf,
+/// The receiver's bookkeeping of a snapshot stream, without any files: the
+/// header decoded and checked, each piece checked against the manifest
+/// (known file, contiguous offset, within the announced length) and hashed,
+/// and at the end every file's length and checksum. [`receive`] writes what
+/// it accepts; the fuzz target drives it alone.
+pub struct StreamCheck {
+    shard: ShardId,
     manifest: Manifest,
-    files: HashMap<String, Partial>,
+    /// Per manifest file: bytes accepted so far and their running hash.
+    files: HashMap<String, (u64, Xxh3)>,
 }
 
-impl Staging {
-    fn create(dir: PathBuf, manifest: Manifest) -> io::Result<Self> {
-        fs::create_dir_all(&dir)?;
-        let mut files = HashMap::new();
-        for f in &manifest.files {
-            let partial = Partial {
-                file: File::create(dir.join(&f.name))?,
-                written: 0,
-                hash: Xxh3::new(),
-            };
-            files.insert(f.name.clone(), partial);
-        }
-        Ok(Self {
-            dir,
-            manifest,
-            files,
-        })
+impl StreamCheck {
+    /// Decodes and checks the `first` chunk of a stream, which must carry
+    /// the header.
+    ///
+    /// # Errors
+    /// [`ReceiveError::Invalid`]: no header, an undecodable one, or a
+    /// manifest that fails [`Manifest::check`].
+    pub fn start(
+        first: &rpb::SnapshotChunk,
+    ) -> Result<(VoteOf<ShardRaft>, SnapshotMetaOf<ShardRaft>, Self), ReceiveError> {
+        use rpb::snapshot_chunk::Body;
+        let shard = first.shard;
+        let Some(Body::Header(header)) = &first.body else {
+            return Err(ReceiveError::Invalid(
+                "the first chunk must carry the header".into(),
+            ));
+        };
+        let (vote, meta, manifest): Header = decode(header)
+            .map_err(|e| ReceiveError::Invalid(format!("undecodable header: {e}")))?;
+        manifest.check(shard).map_err(ReceiveError::Invalid)?;
+        let files = manifest
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), (0, Xxh3::new())))
+            .collect();
+        Ok((
+            vote,
+            meta,
+            Self {
+                shard,
+                manifest,
+                files,
+            },
+        ))
     }
 
-    fn write(&mut self, piece: &rpb::FilePiece) -> Result<(), ReceiveError> {
-        let Some(declared) = self.manifest.files.iter().find(|f| f.name == piece.name) else {
+    /// The checked manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Checks the next chunk after the header and accounts for its piece.
+    ///
+    /// # Errors
+    /// [`ReceiveError::Invalid`]: a chunk of another shard, a second header
+    /// or an empty chunk, a piece of an unknown file, at the wrong offset or
+    /// past the file's announced length.
+    pub fn accept<'c>(&mut self, chunk: &'c rpb::SnapshotChunk) -> Result<Step<'c>, ReceiveError> {
+        use rpb::snapshot_chunk::Body;
+        if chunk.shard != self.shard {
             return Err(ReceiveError::Invalid(format!(
-                "file {:?} is not part of the snapshot",
-                piece.name
-            )));
-        };
-        let Some(p) = self.files.get_mut(&piece.name) else {
-            return Err(ReceiveError::Invalid(format!(
-                "file {:?} is not part of the snapshot",
-                piece.name
-            )));
-        };
-        if piece.offset != p.written {
-            return Err(ReceiveError::Invalid(format!(
-                "file {}: piece at offset {}, expected {}",
-                piece.name, piece.offset, p.written
+                "a chunk for shard {} in a snapshot of shard {}",
+                chunk.shard, self.shard
             )));
         }
-        let end = p.written.saturating_add(piece.data.len() as u64);
+        let piece = match &chunk.body {
+            Some(Body::Piece(piece)) => piece,
+            Some(Body::Done(_)) => return Ok(Step::Done),
+            Some(Body::Header(_)) | None => {
+                return Err(ReceiveError::Invalid(
+                    "a second header or an empty chunk".into(),
+                ));
+            }
+        };
+        let declared = self.manifest.files.iter().find(|f| f.name == piece.name);
+        let (Some(declared), Some((written, hash))) = (declared, self.files.get_mut(&piece.name))
+        else {
+            return Err(ReceiveError::Invalid(format!(
+                "file {:?} is not part of the snapshot",
+                piece.name
+            )));
+        };
+        if piece.offset != *written {
+            return Err(ReceiveError::Invalid(format!(
+                "file {}: piece at offset {}, expected {written}",
+                piece.name, piece.offset
+            )));
+        }
+        let end = written.saturating_add(piece.data.len() as u64);
         if end > declared.len {
             return Err(ReceiveError::Invalid(format!(
                 "file {}: piece ends at {end}, past the announced {} bytes",
                 piece.name, declared.len
             )));
         }
-        p.file.write_all(&piece.data)?;
-        p.hash.update(&piece.data);
-        p.written = end;
-        Ok(())
+        hash.update(&piece.data);
+        *written = end;
+        Ok(Step::Write(piece))
     }
 
-    /// Checks every file, makes everything durable and writes the `meta` file.
-    fn finish(self, meta: &SnapshotMetaOf<ShardRaft>) -> Result<SnapshotFiles, ReceiveError> {
+    /// Bytes of each manifest file accepted so far, for messages.
+    fn progress(&self) -> String {
+        let got: Vec<String> = self
+            .manifest
+            .files
+            .iter()
+            .filter_map(|f| {
+                let (w, _) = self.files.get(&f.name)?;
+                Some(format!("{} {w} of {} bytes", f.name, f.len))
+            })
+            .collect();
+        got.join(", ")
+    }
+
+    /// After the done chunk: checks that every file arrived whole and
+    /// matches its checksum.
+    ///
+    /// # Errors
+    /// [`ReceiveError::Invalid`] naming the short or corrupt file.
+    pub fn finish(&self) -> Result<(), ReceiveError> {
         for f in &self.manifest.files {
-            let Some(p) = self.files.get(&f.name) else {
+            let Some((written, hash)) = self.files.get(&f.name) else {
                 return Err(ReceiveError::Invalid(format!("file {} is missing", f.name)));
             };
-            if p.written != f.len {
+            if *written != f.len {
                 return Err(ReceiveError::Invalid(format!(
-                    "file {} ended at {} of {} bytes",
-                    f.name, p.written, f.len
+                    "file {} ended at {written} of {} bytes",
+                    f.name, f.len
                 )));
             }
-            if p.hash.digest() != f.xxh3 {
+            if hash.digest() != f.xxh3 {
                 return Err(ReceiveError::Invalid(format!(
                     "file {} fails its checksum",
                     f.name
                 )));
             }
-            p.file.sync_all()?;
         }
-        write_synced(&self.dir.join(META_FILE), &encode(&(meta, &self.manifest))?)?;
+        Ok(())
+    }
+}
+
+/// The files of a snapshot being received into a staging directory.
+struct Staging {
+    dir: PathBuf,
+    check: StreamCheck,
+    files: HashMap<String, File>,
+}
+
+impl Staging {
+    fn create(dir: PathBuf, check: StreamCheck) -> io::Result<Self> {
+        fs::create_dir_all(&dir)?;
+        let mut files = HashMap::new();
+        for f in &check.manifest.files {
+            files.insert(f.name.clone(), File::create(dir.join(&f.name))?);
+        }
+        Ok(Self { dir, check, files })
+    }
+
+    /// Checks `chunk`; writes its piece. Returns whether it was the done chunk.
+    fn take(&mut self, chunk: &rpb::SnapshotChunk) -> Result<bool, ReceiveError> {
+        match self.check.accept(chunk)? {
+            Step::Done => Ok(true),
+            Step::Write(piece) => {
+                let Some(file) = self.files.get_mut(&piece.name) else {
+                    return Err(ReceiveError::Invalid(format!(
+                        "file {:?} is not part of the snapshot",
+                        piece.name
+                    )));
+                };
+                file.write_all(&piece.data)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Checks every file, makes everything durable and writes the `meta` file.
+    fn finish(self, meta: &SnapshotMetaOf<ShardRaft>) -> Result<SnapshotFiles, ReceiveError> {
+        self.check.finish()?;
+        for file in self.files.values() {
+            file.sync_all()?;
+        }
+        write_synced(
+            &self.dir.join(META_FILE),
+            &encode(&(meta, &self.check.manifest))?,
+        )?;
         sync_dir(&self.dir)?;
         if let Some(parent) = self.dir.parent() {
             sync_dir(parent)?;
         }
         Ok(SnapshotFiles {
             dir: self.dir,
-            manifest: Arc::new(self.manifest),
+            manifest: Arc::new(self.check.manifest),
         })
     }
 }
@@ -938,55 +1053,27 @@ pub async fn receive<S>(
 where
     S: Stream<Item = Result<rpb::SnapshotChunk, tonic::Status>> + Unpin + Send,
 {
-    use rpb::snapshot_chunk::Body;
-    let shard = first.shard;
-    let Some(Body::Header(header)) = first.body else {
-        return Err(ReceiveError::Invalid(
-            "the first chunk must carry the header".into(),
-        ));
-    };
-    let (vote, meta, manifest): (VoteOf<ShardRaft>, SnapshotMetaOf<ShardRaft>, Manifest) =
-        decode(&header).map_err(|e| ReceiveError::Invalid(format!("undecodable header: {e}")))?;
-    manifest.check(shard).map_err(ReceiveError::Invalid)?;
+    let (vote, meta, check) = StreamCheck::start(&first)?;
     let dir = staging.clone();
     let result = async move {
         let mut stage =
-            blocking(move || Staging::create(staging, manifest).map_err(Into::into)).await?;
+            blocking(move || Staging::create(staging, check).map_err(Into::into)).await?;
         loop {
-            let chunk = match rest.next().await {
-                Some(c) => c?,
-                None => {
-                    let got: Vec<String> = stage
-                        .manifest
-                        .files
-                        .iter()
-                        .filter_map(|f| {
-                            let w = stage.files.get(&f.name)?.written;
-                            Some(format!("{} {w} of {} bytes", f.name, f.len))
-                        })
-                        .collect();
-                    return Err(ReceiveError::Invalid(format!(
-                        "the stream ended before its done chunk ({})",
-                        got.join(", ")
-                    )));
-                }
-            };
-            if chunk.shard != shard {
+            let Some(chunk) = rest.next().await else {
                 return Err(ReceiveError::Invalid(format!(
-                    "a chunk for shard {} in a snapshot of shard {shard}",
-                    chunk.shard
+                    "the stream ended before its done chunk ({})",
+                    stage.check.progress()
                 )));
-            }
-            match chunk.body {
-                Some(Body::Piece(piece)) => {
-                    stage = blocking(move || stage.write(&piece).map(|()| stage)).await?;
-                }
-                Some(Body::Done(_)) => break,
-                Some(Body::Header(_)) | None => {
-                    return Err(ReceiveError::Invalid(
-                        "a second header or an empty chunk".into(),
-                    ));
-                }
+            };
+            let chunk = chunk?;
+            let (back, done) = blocking(move || {
+                let done = stage.take(&chunk)?;
+                Ok((stage, done))
+            })
+            .await?;
+            stage = back;
+            if done {
+                break;
             }
         }
         let files = blocking(move || stage.finish(&meta).map(|f| (meta, f))).await?;

@@ -88,7 +88,7 @@ pub struct DueKey {
 }
 
 /// The operation of a command.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CommandOp {
     /// Writes applied in order, all or nothing.
     Batch(Vec<pb::WriteOp>),
@@ -99,7 +99,7 @@ pub enum CommandOp {
 }
 
 /// A write command for one shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     /// The shard all keys of the command belong to.
     pub shard: ShardId,

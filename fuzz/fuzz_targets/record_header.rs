@@ -1,0 +1,5 @@
+#![no_main]
+//! See `cairn_node::fuzzing::record_header` for what this covers and the properties checked.
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| cairn_node::fuzzing::record_header(data));
