@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use cairn_client::Client;
 use cairn_proto::admin::v1 as apb;
 use cairn_testkit::cluster::{ClusterSpec, LocalCluster, admin};
+use cairn_testkit::process::NodeProcess;
 use common::history::{History, check_history, spawn_writers};
 
 /// Replicas and leaderships node `id` holds, from the cluster status.
@@ -31,6 +32,44 @@ fn state_of(status: &apb::ClusterStatusResponse, id: u64) -> i32 {
         .iter()
         .find(|n| n.id == id)
         .map_or(-1, |n| n.state)
+}
+
+/// Waits (up to 60 s) for `node` to end by itself; returns how it ended
+/// and what it wrote to stderr since `log_from` (bytes).
+async fn wait_exit(
+    node: &mut NodeProcess,
+    log_from: usize,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = node.exited() {
+            return (status, node.stderr().get(log_from..).unwrap_or("").into());
+        }
+        if Instant::now() > deadline {
+            let log = node.stderr();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "{what} kept running; its log ends with:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `args` without `--join ADDR`.
+fn without_join(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--join" {
+            it.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
 }
 
 fn error_code(status: &tonic::Status) -> String {
@@ -115,28 +154,30 @@ async fn a_drained_node_under_load_is_removed_and_fenced() {
         "node 4 is still in the meta group: {meta:?}"
     );
 
-    // The removed node comes back (same id, same data): it is refused and
-    // stops by itself.
-    cluster.nodes[3].kill();
-    cluster.nodes[3].start_again().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(status) = cluster.nodes[3].exited() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let log = cluster.nodes[3].stderr();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!(
-                "the removed node kept running; its log ends with:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The removed node, still running, learns of its removal from its meta
+    // replica and stops by itself.
+    let node = &mut cluster.nodes[3];
+    let (exit, log) = wait_exit(node, 0, "the removed node").await;
     assert!(!exit.success(), "a fenced node must exit with an error");
-    let log = cluster.nodes[3].stderr();
-    assert!(log.contains("was removed from the cluster"), "{log}");
+    assert!(log.contains("node 4 was removed from the cluster"), "{log}");
+
+    // It comes back (same id, same data), as it was started (with --join)
+    // and without --join (its data directory says it is a member): either
+    // way it refuses to start, before it serves anything.
+    for args in [node.args().to_vec(), without_join(node.args())] {
+        node.set_args(args);
+        let from = node.stderr().len();
+        node.spawn_again().unwrap();
+        let (exit, log) = wait_exit(node, from, "the restarted removed node").await;
+        assert!(!exit.success(), "a fenced node must exit with an error");
+        assert!(log.contains("node 4 was removed from the cluster"), "{log}");
+        assert!(log.contains("new --node-id"), "{log}");
+        assert!(
+            !node.became_ready(),
+            "a removed node reported ready ({:?}): {log}",
+            node.args()
+        );
+    }
 
     // Its id cannot join again from anywhere either.
     let refused = a
@@ -161,9 +202,8 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
     let writers = spawn_writers(client.clone(), "replace", 6, stop.clone(), acked.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Node 4 is lost with its disk.
+    // Node 4 is lost.
     cluster.nodes[3].kill();
-    std::fs::remove_dir_all(cluster.nodes[3].data_dir()).unwrap();
     let mut a = admin(&cluster.nodes[0]).await.unwrap();
     let r = a
         .replace_node(apb::NodeRequest {
@@ -174,6 +214,22 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
         .expect("replace accepted")
         .into_inner();
     assert_eq!(r.state, apb::NodeState::Dead as i32);
+
+    // It comes back on its old data without --join (its data directory
+    // says it is an active member): the cluster refuses it and it stops by
+    // itself.
+    let node = &mut cluster.nodes[3];
+    let args = node.args().to_vec();
+    node.set_args(without_join(&args));
+    let from = node.stderr().len();
+    node.spawn_again().unwrap();
+    let (exit, log) = wait_exit(node, from, "the replaced node").await;
+    assert!(!exit.success(), "a fenced node must exit with an error");
+    assert!(log.contains("node 4 was declared dead"), "{log}");
+    node.set_args(args);
+
+    // Its disk is gone for good.
+    std::fs::remove_dir_all(cluster.nodes[3].data_dir()).unwrap();
 
     // Every shard gets back to 3 replicas, none on node 4, all led.
     let deadline = Instant::now() + Duration::from_secs(120);

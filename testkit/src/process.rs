@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -46,6 +47,67 @@ pub struct NodeProcess {
     /// Bound metrics address.
     pub metrics: SocketAddr,
     stderr_log: PathBuf,
+    /// The ready line, while not yet seen (see [`Self::spawn_again`]).
+    ready_line: Option<Receiver<String>>,
+    ready: bool,
+}
+
+/// A child just spawned, its ready line not waited for.
+struct Spawned {
+    child: Child,
+    ready_line: Receiver<String>,
+    stderr_log: PathBuf,
+}
+
+fn spawn(spec: &NodeSpec, addrs: Option<[SocketAddr; 3]>) -> anyhow::Result<Spawned> {
+    let addrs = addrs.map_or_else(
+        || {
+            [
+                "127.0.0.1:0".to_string(),
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+            ]
+        },
+        |a| a.map(|x| x.to_string()),
+    );
+    let stderr_log = spec.data_dir.with_extension("stderr.log");
+    std::fs::create_dir_all(&spec.data_dir)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&stderr_log)?;
+    let mut child = Command::new(&spec.binary)
+        .arg("--data-dir")
+        .arg(&spec.data_dir)
+        .args([
+            "--grpc-addr",
+            &addrs[0],
+            "--http-addr",
+            &addrs[1],
+            "--metrics-addr",
+            &addrs[2],
+        ])
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("spawning {}", spec.binary.display()))?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let (tx, ready_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    Ok(Spawned {
+        child,
+        ready_line,
+        stderr_log,
+    })
 }
 
 impl NodeProcess {
@@ -58,49 +120,11 @@ impl NodeProcess {
     /// Starts a node on the given gRPC, HTTP and metrics addresses (free
     /// loopback ports when `None`).
     pub fn start_at(spec: NodeSpec, addrs: Option<[SocketAddr; 3]>) -> anyhow::Result<Self> {
-        let addrs = addrs.map_or_else(
-            || {
-                [
-                    "127.0.0.1:0".to_string(),
-                    "127.0.0.1:0".into(),
-                    "127.0.0.1:0".into(),
-                ]
-            },
-            |a| a.map(|x| x.to_string()),
-        );
-        let stderr_log = spec.data_dir.with_extension("stderr.log");
-        std::fs::create_dir_all(&spec.data_dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&stderr_log)?;
-        let mut child = Command::new(&spec.binary)
-            .arg("--data-dir")
-            .arg(&spec.data_dir)
-            .args([
-                "--grpc-addr",
-                &addrs[0],
-                "--http-addr",
-                &addrs[1],
-                "--metrics-addr",
-                &addrs[2],
-            ])
-            .args(&spec.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("spawning {}", spec.binary.display()))?;
-        let stdout = child.stdout.take().context("child stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
-        });
+        let Spawned {
+            mut child,
+            ready_line: rx,
+            stderr_log,
+        } = spawn(&spec, addrs)?;
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(l) => l,
             Err(_) => {
@@ -127,7 +151,47 @@ impl NodeProcess {
             spec,
             child: Some(child),
             stderr_log,
+            ready_line: None,
+            ready: true,
         })
+    }
+
+    /// The flags the node is started with (after the data directory and the
+    /// listen addresses).
+    pub fn args(&self) -> &[String] {
+        &self.spec.args
+    }
+
+    /// Changes the flags for the next start (e.g. to restart a member
+    /// without `--join`); the running process is not touched.
+    pub fn set_args(&mut self, args: Vec<String>) {
+        self.spec.args = args;
+    }
+
+    /// Starts the node again on its previous addresses without waiting for
+    /// it to become ready: for a node expected to refuse to start or to stop
+    /// by itself. Poll [`Self::exited`] and [`Self::became_ready`].
+    pub fn spawn_again(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        let addrs = [self.grpc, self.http, self.metrics];
+        let spawned = spawn(&self.spec, Some(addrs))?;
+        self.child = Some(spawned.child);
+        self.stderr_log = spawned.stderr_log;
+        self.ready_line = Some(spawned.ready_line);
+        self.ready = false;
+        Ok(())
+    }
+
+    /// Whether the current process printed its ready line (so far).
+    pub fn became_ready(&mut self) -> bool {
+        if !self.ready
+            && let Some(rx) = &self.ready_line
+            && rx.try_recv().is_ok()
+        {
+            self.ready = true;
+            self.ready_line = None;
+        }
+        self.ready
     }
 
     /// `http://` URL of the gRPC endpoint.

@@ -93,6 +93,16 @@ pub fn fenced(state: NodeState) -> bool {
     matches!(state, NodeState::Removed | NodeState::Dead)
 }
 
+/// The refusal node `id` gets in `state`, when that state fences it
+/// ([`removed`] or [`declared_dead`]; `None` exactly when not [`fenced`]).
+pub fn refusal(id: u64, state: NodeState) -> Option<ClusterError> {
+    match state {
+        NodeState::Removed => Some(removed(id)),
+        NodeState::Dead => Some(declared_dead(id)),
+        NodeState::Active | NodeState::Draining => None,
+    }
+}
+
 impl Cluster {
     /// The meta group, if this node leads it.
     fn meta_leader(&self) -> Result<ShardRaftHandle, ClusterError> {
@@ -385,6 +395,25 @@ mod tests {
             id,
             data_bytes,
             free_bytes,
+        }
+    }
+
+    #[test]
+    fn exactly_the_fenced_states_are_refused() {
+        for state in [
+            NodeState::Active,
+            NodeState::Draining,
+            NodeState::Removed,
+            NodeState::Dead,
+        ] {
+            assert_eq!(refusal(7, state).is_some(), fenced(state), "{state:?}");
+        }
+        match refusal(7, NodeState::Dead) {
+            Some(ClusterError::Refused { code, message }) => {
+                assert_eq!(code, "node_removed");
+                assert!(message.contains("node 7 was declared dead"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
         }
     }
 

@@ -18,6 +18,7 @@
 
 pub mod balance;
 pub mod balancer;
+pub mod fence;
 pub mod heartbeat;
 pub mod lifecycle;
 pub mod meta;
@@ -470,10 +471,8 @@ impl Cluster {
         let known = meta::read_nodes(&self.engine)?;
         let mut node = node.clone();
         if let Some(existing) = known.iter().find(|n| n.id == node.id) {
-            match existing.state {
-                NodeState::Removed => return Err(lifecycle::removed(node.id)),
-                NodeState::Dead => return Err(lifecycle::declared_dead(node.id)),
-                NodeState::Active | NodeState::Draining => {}
+            if let Some(refused) = lifecycle::refusal(node.id, existing.state) {
+                return Err(refused);
             }
             // A restarting member re-joins; its lifecycle state stays.
             node.state = existing.state;
@@ -484,11 +483,10 @@ impl Cluster {
             // A removed or dead node's address may be taken over (a
             // re-created pod keeps its name); peers address messages by id,
             // so the old identity cannot be impersonated.
-            if let Some(other) = known.iter().find(|n| {
-                n.id != node.id
-                    && n.addr == node.addr
-                    && !matches!(n.state, NodeState::Removed | NodeState::Dead)
-            }) {
+            if let Some(other) = known
+                .iter()
+                .find(|n| n.id != node.id && n.addr == node.addr && !lifecycle::fenced(n.state))
+            {
                 return Err(ClusterError::Config(format!(
                     "address {} already belongs to node {}",
                     node.addr, other.id

@@ -125,12 +125,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let clustered =
         config.bootstrap || !config.join.is_empty() || matches!(role, StoredRole::Member { .. });
     let mut new_cluster = None;
+    let was_member = matches!(role, StoredRole::Member { .. });
     let (store, cluster) = if clustered {
         let cluster_id = match role {
             StoredRole::Member {
                 cluster_id,
                 shards: s,
             } => {
+                // A removed or replaced id stops here, before any of its
+                // groups starts or it reports ready.
+                crate::cluster::fence::check(&engine, config.node_id)?;
                 opts.shards = ShardCount::new(s).map_err(ConfigError::Invalid)?;
                 cluster_id
             }
@@ -281,15 +285,29 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             };
             c.bootstrap(&record, clock.now_ms()).await?;
         }
-        if !config.join.is_empty() {
+        // A member started without --join still asks the cluster (through
+        // the peers it knows) to admit it: a removal or replacement it
+        // never heard of is refused there and the node stops.
+        let seeds = if config.join.is_empty() && was_member {
+            crate::cluster::fence::member_seeds(&c.nodes()?, c.node_id())
+        } else {
+            config.join.clone()
+        };
+        if !seeds.is_empty() {
             background.push(tokio::spawn(join_until_admitted(
                 c.clone(),
-                config.join.clone(),
+                seeds,
                 grpc_addr,
                 stop_rx.clone(),
                 fatal_tx.clone(),
             )));
         }
+        background.push(tokio::spawn(crate::cluster::fence::watch(
+            c.clone(),
+            crate::cluster::fence::WATCH_INTERVAL,
+            stop_rx.clone(),
+            fatal_tx.clone(),
+        )));
         background.push(tokio::spawn(crate::cluster::heartbeat::run(
             c.clone(),
             Duration::from_millis(config.raft.heartbeat_interval_ms),
@@ -415,8 +433,9 @@ async fn discover(
     }
 }
 
-/// Asks the members in `seeds` to admit this node until one does. A
-/// refusal because this node's id was removed is final: it is reported on
+/// Asks the members in `seeds` to admit this node until one does (an
+/// active member is admitted again, unchanged). A refusal because this
+/// node's id was removed or declared dead is final: it is reported on
 /// `fatal` and the node must stop (its data is stale by definition).
 async fn join_until_admitted(
     cluster: Arc<Cluster>,
@@ -541,7 +560,8 @@ impl RunningNode {
     }
 
     /// Resolves with a reason when the node must stop on its own (the
-    /// cluster removed it); never resolves otherwise.
+    /// cluster removed it or declared it dead, see
+    /// [`crate::cluster::fence`]); never resolves otherwise.
     pub async fn fatal(&self) -> String {
         let mut rx = self.fatal.clone();
         match rx.wait_for(Option::is_some).await {
