@@ -4,7 +4,8 @@
 #   make test  - install prerequisites, then fmt, clippy and every test (what CI runs)
 #   make bench - Cairn vs etcd vs Redis, side by side (scripts/bench-compare.sh; QUICK=1 for ~2 min)
 #   make fuzz  - every fuzz target for 5 minutes (scripts/fuzz.sh; FUZZ_SECONDS=N to change)
-.PHONY: run test prereqs build bench fuzz clean-data
+#   make chaos - the long chaos campaign: 100 seeded fault runs of 60 s on 3 and 5 nodes (scripts/chaos.sh; root)
+.PHONY: run test prereqs build bench fuzz chaos clean-data
 
 run:
 	./scripts/run.sh
@@ -23,6 +24,9 @@ bench:
 
 fuzz:
 	./scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
+
+chaos:
+	./scripts/chaos.sh
 
 clean-data:
 	rm -rf ./cairn-data ./cairn-playground

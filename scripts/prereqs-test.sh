@@ -14,7 +14,7 @@ bins="usr/bin"
 full_root() {
   local r="$1"
   mkdir -p "$r/$bins" "$r/usr/lib/llvm-14/lib/clang/14.0.6/include" "$r/usr/include/google/protobuf"
-  for c in c++ cc make curl ip nsenter protoc python3; do
+  for c in c++ cc make curl ip nsenter iptables protoc python3; do
     printf '#!/bin/sh\n' >"$r/$bins/$c"
     chmod +x "$r/$bins/$c"
   done
@@ -44,7 +44,7 @@ r="$work/complete"; full_root "$r"
 expect "a complete root needs nothing" "$r"
 
 r="$work/empty"; mkdir -p "$r"
-expect "an empty root needs every package" "$r" libclang-dev g++ gcc make curl iproute2 util-linux protobuf-compiler libprotobuf-dev \
+expect "an empty root needs every package" "$r" libclang-dev g++ gcc make curl iproute2 util-linux iptables protobuf-compiler libprotobuf-dev \
   python3 python3-pip python3-venv
 
 # The fresh machine of issue 14: LLVM 14's C++ library preinstalled, no libclang.

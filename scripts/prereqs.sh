@@ -98,6 +98,9 @@ plan() {
   # The operator's end-to-end tests give each pod a network namespace (ip netns, nsenter).
   have_cmd ip || echo iproute2
   have_cmd nsenter || echo util-linux
+  # The chaos suite cuts links between node namespaces with iptables rules
+  # (tc, for slow links, comes with iproute2).
+  have_cmd iptables || echo iptables
   # etcd-client (cairn-bench's etcd target) generates its gRPC code with protoc at build time,
   # Its .proto files import google/protobuf/descriptor.proto and struct.proto, which protoc
   # finds in /usr/include (package libprotobuf-dev, not pulled in without recommends).
@@ -155,6 +158,7 @@ EOF
     || { echo "prereqs: make or curl does not run" >&2; return 1; }
   ip netns help >/dev/null 2>&1 || ip -V >/dev/null || { echo "prereqs: ip (iproute2) does not run" >&2; return 1; }
   nsenter --version >/dev/null || { echo "prereqs: nsenter does not run" >&2; return 1; }
+  iptables --version >/dev/null || { echo "prereqs: iptables does not run" >&2; return 1; }
   python3 -m venv "$tmp/venv" >/dev/null && "$tmp/venv/bin/python" -m pip --version >/dev/null \
     || { echo "prereqs: python3 cannot make a venv with pip" >&2; return 1; }
   python3 -m pip --version >/dev/null || { echo "prereqs: python3 -m pip does not run" >&2; return 1; }

@@ -9,12 +9,17 @@
 //! took effect.
 //!
 //! `SERIALIZABLE` reads are checked against a weaker rule (sequential
-//! consistency per key): such a read may return any state current at some
-//! point after the call of the same client's previous read of that key, up
-//! to its own return. It is searched like any read, with its call time
-//! moved back to that point. A read sent with `min_revision` (the revision
-//! of the client's own last write to the key) may not be placed before that
-//! write's call, and must report a `mod_revision` of at least that revision.
+//! consistency per key): such a read through the smart client (a session)
+//! may return any state current at some point after the call of the same
+//! client's previous read of that key, up to its own return; one sent to a
+//! random node's HTTP gateway carries no session, so it may return any
+//! state current before its return (a partitioned node serves its last
+//! state). It is searched like any read, with its call time moved back to
+//! that point. A read sent with `min_revision` (a revision the client
+//! already holds: its own last write to the key or the newest `mod_revision`
+//! it saw) may not return a state older than that revision: what it returns
+//! must carry a `mod_revision` of at least that revision, and an absent key
+//! is only allowed when the answering replica had reached it.
 //!
 //! The memo holds (set of placed operations, state) pairs; the set is kept
 //! as a 128-bit Zobrist hash (random per operation, XORed), so a memo entry
@@ -26,7 +31,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Consistency, History, Input, Nanos, Operation, Output};
+use crate::history::{Consistency, History, Input, Nanos, Operation, Output, Via};
 use crate::model::{State, Step, Values, apply};
 
 /// Search steps allowed per key before the verdict is "inconclusive".
@@ -114,6 +119,14 @@ fn min_revision_violation(key: &str, ops: &[Operation]) -> Option<Violation> {
                 header_revision,
             },
         ) => *min_revision > 0 && (mod_revision < min_revision || header_revision < min_revision),
+        (
+            Input::Get { min_revision, .. },
+            Output::Read {
+                found: None,
+                header_revision,
+                ..
+            },
+        ) => *min_revision > 0 && *header_revision > 0 && header_revision < min_revision,
         _ => false,
     })?;
     let mut values = Values::default();
@@ -191,12 +204,17 @@ fn prepare(ops: &[Operation], cut: Nanos) -> Prepared {
             min_revision,
         } = &op.input
         {
-            call = last_read.get(&op.client).copied().unwrap_or(0);
+            // Only the smart client is a session; a request to some node's
+            // HTTP gateway carries nothing of the client's earlier reads.
+            call = match op.via {
+                Via::Grpc => last_read.get(&op.client).copied().unwrap_or(0),
+                Via::Http => 0,
+            };
             if let Some(w) = write_calls.get(&(op.client, *min_revision)) {
                 call = call.max(*w);
             }
         }
-        if let Input::Get { .. } = &op.input {
+        if let (Input::Get { .. }, Via::Grpc) = (&op.input, op.via) {
             // A stale serializable read may itself sit before its call, so
             // the next one is bounded by where this one could sit.
             last_read.insert(op.client, call);

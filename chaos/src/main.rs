@@ -82,6 +82,10 @@ struct RunArgs {
     /// Where failing runs' histories go.
     #[arg(long, default_value = ".")]
     out: PathBuf,
+    /// Fail the campaign unless every kind in --faults was injected at
+    /// least once (the CI smoke's coverage promise).
+    #[arg(long)]
+    require_every_fault: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -189,6 +193,7 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
                 keys: args.keys,
                 disk_bytes: args.disk_mib << 20,
             };
+            let run_started = Instant::now();
             let record = match rt.block_on(run::run(config.clone(), &node_binary)) {
                 Ok(r) => r,
                 Err(e) => {
@@ -200,7 +205,7 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
                 }
             };
             let line = record.line();
-            println!("{line}");
+            println!("{line} ({:.0} s)", run_started.elapsed().as_secs_f64());
             for i in &record.injected {
                 eprintln!("  {i}");
             }
@@ -211,8 +216,8 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
                 .iter()
                 .filter(|o| o.is_indeterminate())
                 .count() as u64;
-            for f in &record.schedule {
-                *faults.entry(f.kind).or_default() += 1;
+            for kind in record.injected_kinds() {
+                *faults.entry(kind).or_default() += 1;
             }
             if !record.clean() {
                 failed += 1;
@@ -243,6 +248,20 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
             println!("  faults {:<8} {v}", k.name());
         }
         println!("  failed runs    {failed}");
+    }
+    if args.require_every_fault {
+        let missing: Vec<&str> = args
+            .faults
+            .iter()
+            .filter(|k| !faults.contains_key(k))
+            .map(|k| k.name())
+            .collect();
+        if !missing.is_empty() {
+            bail!(
+                "these fault kinds were never injected: {}",
+                missing.join(", ")
+            );
+        }
     }
     if failed > 0 {
         bail!("{failed} of {} runs failed", lines.len());

@@ -284,3 +284,23 @@ impl Drop for Network {
         }
     }
 }
+
+/// Writes zeros into `path` until its filesystem is full (the disk fault);
+/// returns the bytes written. Deleting the file gives the space back.
+pub fn fill_disk(path: &Path) -> u64 {
+    use std::io::Write as _;
+    let Ok(mut f) = std::fs::File::create(path) else {
+        return 0;
+    };
+    let chunk = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    while f.write_all(&chunk).is_ok() {
+        n += chunk.len() as u64;
+    }
+    // The last partial megabyte too.
+    while f.write_all(&chunk[..4096]).is_ok() {
+        n += 4096;
+    }
+    let _ = f.sync_all();
+    n
+}

@@ -12,10 +12,11 @@ use anyhow::Context as _;
 use cairn_chaos::checker::{self, Report};
 use cairn_chaos::history::{Consistency, History, Input, Output, Via};
 use cairn_chaos::nemesis::{self, ChurnStep, Fault, FaultKind, Split, Target};
-use cairn_chaos::network::Network;
+use cairn_chaos::network::{self, Network};
 use cairn_chaos::workload::{Endpoints, Recorder, Worker};
 use cairn_client::{Client, ClientOptions};
 use cairn_proto::admin::v1 as apb;
+use cairn_proto::kv::v1 as pb;
 use cairn_testkit::cluster::{ClusterSpec, LocalCluster, NodeHost, admin};
 use cairn_testkit::process::{NodeProcess, NodeSpec};
 use nix::sys::signal::Signal;
@@ -64,7 +65,20 @@ pub struct RunRecord {
 impl RunRecord {
     /// Whether the run found nothing wrong.
     pub fn clean(&self) -> bool {
-        self.problems.is_empty() && self.report.violations.is_empty()
+        self.problems.is_empty()
+            && self.report.violations.is_empty()
+            && self.report.inconclusive.is_empty()
+    }
+
+    /// The kind of every fault that took effect (skipped ones, such as a
+    /// join with no spare slot, are left out).
+    pub fn injected_kinds(&self) -> Vec<FaultKind> {
+        self.schedule
+            .iter()
+            .zip(&self.injected)
+            .filter(|(_, line)| !line.contains("not injected") && !line.contains("skipped"))
+            .map(|(f, _)| f.kind)
+            .collect()
     }
 
     /// The run's one-line summary.
@@ -75,8 +89,8 @@ impl RunRecord {
             .filter(|o| !o.is_indeterminate())
             .count();
         let mut kinds: BTreeMap<FaultKind, usize> = BTreeMap::new();
-        for f in &self.schedule {
-            *kinds.entry(f.kind).or_default() += 1;
+        for kind in self.injected_kinds() {
+            *kinds.entry(kind).or_default() += 1;
         }
         let faults: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}:{n}")).collect();
         let verdict = if !self.report.violations.is_empty() {
@@ -384,13 +398,19 @@ async fn inject(
                 .parent()
                 .map(Path::to_path_buf)
                 .context("data dir has no parent")?;
+            let metrics = format!("http://{}/metrics", s.cluster.nodes[i].metrics);
+            let endpoints = s.cluster.endpoints();
             drop(s);
             let filler = dir.join("filler");
-            let filled = fill(&filler);
+            let filled = network::fill_disk(&filler);
+            // RocksDB writes into its preallocated WAL for a while; ballast
+            // writes (keys outside the checked ones) use it up, so the node
+            // really meets the full disk.
+            let ballast = ballast_until_full(&endpoints, &metrics).await;
             tokio::time::sleep(hold).await;
             let _ = std::fs::remove_file(&filler);
             format!(
-                "node {id}: disk full ({} MiB filler) for {:.1}s",
+                "node {id}: disk full ({} MiB filler, {ballast}) for {:.1}s more",
                 filled >> 20,
                 fault.for_s
             )
@@ -413,23 +433,40 @@ async fn inject(
     Ok(note)
 }
 
-/// Writes zeros into `path` until the filesystem is full; returns bytes.
-fn fill(path: &Path) -> u64 {
-    use std::io::Write as _;
-    let Ok(mut f) = std::fs::File::create(path) else {
-        return 0;
+/// Writes 512 KiB values to ballast keys until the node behind `metrics`
+/// reports `cairn_storage_disk_full 1` (or 160 MiB, or 30 s); says how it went.
+async fn ballast_until_full(endpoints: &[String], metrics: &str) -> String {
+    let Ok(client) = Client::connect_with(
+        endpoints,
+        ClientOptions::default().retry_deadline(Duration::from_secs(2)),
+    )
+    .await
+    else {
+        return "no client for ballast".into();
     };
-    let chunk = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    while f.write_all(&chunk).is_ok() {
-        n += chunk.len() as u64;
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut written = 0u64;
+    for n in 0..320u32 {
+        if let Ok(r) = http.get(metrics).send().await
+            && let Ok(text) = r.text().await
+            && text.lines().any(|l| l == "cairn_storage_disk_full 1")
+        {
+            return format!("full after {} MiB of ballast", written >> 20);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+        let put = pb::PutRequest {
+            key: format!("ballast-{}", n % 64).into_bytes(),
+            value: vec![b'b'; 512 << 10],
+            ..Default::default()
+        };
+        if client.put(put).await.is_ok() {
+            written += 512 << 10;
+        }
     }
-    // The last partial megabyte too.
-    while f.write_all(&chunk[..4096]).is_ok() {
-        n += 4096;
-    }
-    let _ = f.sync_all();
-    n
+    format!("not full after {} MiB of ballast", written >> 20)
 }
 
 /// Drains the newest active node, removes it, and checks that its fenced
@@ -571,6 +608,17 @@ async fn heal_all(shared: &Arc<Mutex<Shared>>, net: &Arc<Network>, problems: &mu
         }
         if let Some(dir) = node.data_dir().parent() {
             let _ = std::fs::remove_file(dir.join("filler"));
+        }
+        if !node.is_running() {
+            // The nemesis restarts what it kills, so a node that is down
+            // now stopped by itself (a crash, or giving up on a full disk).
+            let log = node.stderr();
+            let tail: Vec<&str> = log.lines().rev().take(3).collect();
+            problems.push(format!(
+                "node {} had stopped by itself: {}",
+                i + 1,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ));
         }
         if !node.is_running()
             && let Err(e) = tokio::task::block_in_place(|| node.start_again())

@@ -22,6 +22,13 @@ use crate::history::{Consistency, History, Input, Nanos, Operation, Output, Stor
 /// How long one operation may take before its outcome counts as unknown.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long a write with an unknown outcome is retried under its request id
+/// before it is recorded as indeterminate.
+pub const RESOLVE_WITHIN: Duration = Duration::from_secs(20);
+
+/// The pause between such retries.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// The shared, append-only record of a run.
 #[derive(Clone)]
 pub struct Recorder {
@@ -124,8 +131,11 @@ impl Worker {
             },
             20..=29 => Input::Get {
                 consistency: Consistency::Serializable,
+                // Half carry a session token: the newest revision this
+                // client knows the key at (its own write, or what it read).
                 min_revision: if self.rng.random_bool(0.5) {
                     seen.own_write_revision
+                        .max(seen.value.as_ref().map_or(0, |(_, r)| *r))
                 } else {
                     0
                 },
@@ -198,19 +208,47 @@ impl Worker {
         via: Via,
     ) -> Output {
         let call = recorder.now();
-        let fut = async {
-            match via {
-                Via::Grpc => grpc(&endpoints.grpc, &key, &input, &self.seen).await,
-                Via::Http => {
-                    http(&self.http, &endpoints.http[node], &key, &input, &self.seen).await
+        let started = Instant::now();
+        // One request id for every attempt: a write whose outcome is unknown
+        // is sent again under it (to another node, over HTTP) until an
+        // answer is definite, as a careful application would; the node's
+        // exactly-once rule makes the retries one operation, which the
+        // checker verifies (a double apply shows in the version count).
+        let request_id = rand::random::<u128>().to_be_bytes();
+        let mut node = node;
+        let output = loop {
+            let fut = async {
+                match via {
+                    Via::Grpc => grpc(&endpoints.grpc, &key, &input, &self.seen, &request_id).await,
+                    Via::Http => {
+                        http(
+                            &self.http,
+                            &endpoints.http[node],
+                            &key,
+                            &input,
+                            &self.seen,
+                            &request_id,
+                        )
+                        .await
+                    }
                 }
+            };
+            let output = match tokio::time::timeout(OP_TIMEOUT, fut).await {
+                Ok(o) => o,
+                Err(_) => Output::Unknown {
+                    error: format!("no answer within {}s", OP_TIMEOUT.as_secs()),
+                },
+            };
+            if !matches!(output, Output::Unknown { .. })
+                || !input.is_write()
+                || started.elapsed() >= RESOLVE_WITHIN
+            {
+                break output;
             }
-        };
-        let output = match tokio::time::timeout(OP_TIMEOUT, fut).await {
-            Ok(o) => o,
-            Err(_) => Output::Unknown {
-                error: format!("no answer within {}s", OP_TIMEOUT.as_secs()),
-            },
+            tokio::time::sleep(RETRY_PAUSE).await;
+            if via == Via::Http {
+                node = self.rng.random_range(0..endpoints.http.len());
+            }
         };
         let ret = recorder.now();
         let seen = self.seen.entry(key.clone()).or_default();
@@ -281,7 +319,13 @@ fn expected_revision(seen: &HashMap<String, Seen>, key: &str, expect: &str) -> u
         .map_or(0, |(_, r)| *r)
 }
 
-async fn grpc(client: &Client, key: &str, input: &Input, seen: &HashMap<String, Seen>) -> Output {
+async fn grpc(
+    client: &Client,
+    key: &str,
+    input: &Input,
+    seen: &HashMap<String, Seen>,
+    request_id: &[u8],
+) -> Output {
     let k = key.as_bytes().to_vec();
     let write_result = |r: Result<Output, cairn_client::ClientError>| match r {
         Ok(o) => o,
@@ -311,6 +355,7 @@ async fn grpc(client: &Client, key: &str, input: &Input, seen: &HashMap<String, 
             let mut req = pb::PutRequest {
                 key: k,
                 value: value.clone().into_bytes(),
+                request_id: request_id.to_vec(),
                 ..Default::default()
             };
             match input {
@@ -332,6 +377,7 @@ async fn grpc(client: &Client, key: &str, input: &Input, seen: &HashMap<String, 
                 .update(pb::UpdateRequest {
                     key: k,
                     value: value.clone().into_bytes(),
+                    request_id: request_id.to_vec(),
                     ..Default::default()
                 })
                 .await
@@ -341,6 +387,7 @@ async fn grpc(client: &Client, key: &str, input: &Input, seen: &HashMap<String, 
             client
                 .delete(pb::DeleteRequest {
                     key: k,
+                    request_id: request_id.to_vec(),
                     ..Default::default()
                 })
                 .await
@@ -365,7 +412,7 @@ async fn grpc(client: &Client, key: &str, input: &Input, seen: &HashMap<String, 
                 failure: vec![pb::TxnOp {
                     op: Some(pb::txn_op::Op::Get(pb::GetRequest { key: k, read: None })),
                 }],
-                request_id: Vec::new(),
+                request_id: request_id.to_vec(),
             };
             match client.txn(req).await {
                 Ok(r) => {
@@ -413,9 +460,10 @@ async fn http(
     key: &str,
     input: &Input,
     seen: &HashMap<String, Seen>,
+    request_id: &[u8],
 ) -> Output {
     let url = format!("{base}/store/{key}");
-    let idempotency = format!("{:032x}", rand::random::<u128>());
+    let idempotency: String = request_id.iter().map(|b| format!("{b:02x}")).collect();
     let request = match input {
         Input::Get {
             consistency,

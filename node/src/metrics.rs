@@ -22,6 +22,9 @@ pub struct Metrics {
     pub ttl_expired_keys: IntCounter,
     /// Bytes held by the block cache.
     pub block_cache_usage: IntGauge,
+    /// 1 while the data directory is full (the last write failed for want
+    /// of space), else 0.
+    pub storage_disk_full: IntGauge,
     /// Raft snapshots this node installed (a replica caught up by snapshot).
     pub raft_snapshots_installed: IntCounter,
 }
@@ -72,6 +75,10 @@ impl Metrics {
             "cairn_block_cache_usage_bytes",
             "Bytes held by the block cache.",
         )?;
+        let storage_disk_full = IntGauge::new(
+            "cairn_storage_disk_full",
+            "1 while the data directory is full: writes there fail until space returns.",
+        )?;
         let raft_snapshots_installed = IntCounter::new(
             "cairn_raft_snapshots_installed_total",
             "Shard snapshots installed from a leader (catch-up of a lagging replica).",
@@ -83,6 +90,7 @@ impl Metrics {
         registry.register(Box::new(commit_write_duration.clone()))?;
         registry.register(Box::new(ttl_expired_keys.clone()))?;
         registry.register(Box::new(block_cache_usage.clone()))?;
+        registry.register(Box::new(storage_disk_full.clone()))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -95,6 +103,7 @@ impl Metrics {
             commit_write_duration,
             ttl_expired_keys,
             block_cache_usage,
+            storage_disk_full,
             raft_snapshots_installed,
         })
     }

@@ -95,5 +95,8 @@ pub async fn run(
         metrics
             .block_cache_usage
             .set(i64::try_from(store.engine().block_cache_usage()).unwrap_or(i64::MAX));
+        metrics
+            .storage_disk_full
+            .set(i64::from(store.engine().is_disk_full()));
     }
 }

@@ -312,6 +312,57 @@ fn a_min_revision_read_must_not_return_older_data() {
     assert!(r.violations[0].explanation.contains("min_revision"));
 }
 
+/// Found by the chaos runs (seeds 2 and 3): a client read `b` through the
+/// smart client, then an HTTP serializable read on a partitioned node
+/// returned `a`. The HTTP request carries no session, so that is allowed;
+/// the same pair through the smart client (a session) is not.
+#[test]
+fn only_the_smart_client_is_a_session_for_serializable_reads() {
+    let mut h = vec![
+        op(0, put("a"), written(1), 0, 10),
+        op(0, put("b"), written(2), 20, 30),
+        op(1, get(), saw(Some(("b", 2))), 40, 50),
+        op(1, get_serializable(), saw(Some(("a", 1))), 60, 70),
+    ];
+    assert_eq!(verdict(&h), "VIOLATION");
+    h[3].via = Via::Http;
+    assert_eq!(verdict(&h), "linearizable");
+    // Sessionless is not anything-goes: a value nobody wrote is still caught.
+    h[3].output = saw(Some(("q", 1)));
+    assert_eq!(verdict(&h), "VIOLATION");
+}
+
+#[test]
+fn a_min_revision_read_that_finds_nothing_must_still_be_that_recent() {
+    let read = |header_revision| {
+        op(
+            1,
+            Input::Get {
+                consistency: Consistency::Serializable,
+                min_revision: 9,
+            },
+            Output::Read {
+                found: None,
+                mod_revision: 0,
+                header_revision,
+            },
+            40,
+            50,
+        )
+    };
+    let mut h = vec![op(
+        0,
+        Input::Delete,
+        Output::Deleted { existed: false },
+        0,
+        10,
+    )];
+    h.push(read(9));
+    assert_eq!(verdict(&h), "linearizable");
+    h[1] = read(4);
+    assert_eq!(verdict(&h), "VIOLATION");
+}
+
 #[test]
 fn the_explanation_is_the_shortest_failing_prefix() {
     let mut h = Vec::new();

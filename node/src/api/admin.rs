@@ -42,6 +42,14 @@ fn status(e: ClusterError) -> Status {
         ClusterError::Config(m) => Status::invalid_argument(m),
         ClusterError::Storage(_) | ClusterError::Raft(_) => Status::internal(e.to_string()),
         ClusterError::UnknownNode(_) => Status::not_found(e.to_string()),
+        ClusterError::DiskFull(_) => {
+            let mut s = Status::resource_exhausted(e.to_string());
+            s.metadata_mut().insert(
+                ERROR_CODE_METADATA,
+                tonic::metadata::MetadataValue::from_static("disk_full"),
+            );
+            s
+        }
         ClusterError::Refused { code, message } => {
             let mut s = Status::failed_precondition(message);
             if let Ok(v) = code.parse() {

@@ -34,6 +34,7 @@ pub fn grpc_code(e: &KvError) -> Code {
         KvError::RevisionNotReached { .. } => Code::DeadlineExceeded,
         KvError::Unavailable(_) => Code::Unavailable,
         KvError::Storage(_) => Code::Internal,
+        KvError::DiskFull(_) => Code::ResourceExhausted,
         KvError::Remote(s) => s.code(),
     }
 }
@@ -63,6 +64,7 @@ pub fn http_status(e: &KvError) -> StatusCode {
         KvError::RevisionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
         KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        KvError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         KvError::Remote(s) => http_for_grpc(s.code()),
     }
 }

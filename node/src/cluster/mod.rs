@@ -147,6 +147,10 @@ pub enum ClusterError {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// This node leads the shard but its disk is full: the write was not
+    /// proposed. It succeeds once space returns or leadership moves.
+    #[error("{0}")]
+    DiskFull(String),
     /// A Raft group stopped or refused in a way that retrying will not fix.
     #[error("raft: {0}")]
     Raft(String),
@@ -591,6 +595,19 @@ impl Cluster {
         let mut last = String::from("no leader elected yet");
         loop {
             if let Some(raft) = self.group(shard) {
+                // A leader that cannot append stalls; refuse up front rather
+                // than queue behind it (its group waits the disk out).
+                if self.engine.is_disk_full()
+                    && raft.metrics().borrow_watched().current_leader == Some(self.opts.node_id)
+                {
+                    return Err(ClusterError::DiskFull(format!(
+                        "node {} leads shard {shard} and its data directory {} is full ({} bytes free); writes to the shard are refused until space returns (at least {} MiB) or leadership moves",
+                        self.opts.node_id,
+                        self.engine.data_dir().display(),
+                        self.engine.disk_free_bytes(),
+                        crate::storage::RESUME_FREE_MIB,
+                    )));
+                }
                 match raft.client_write(req.clone()).await {
                     Ok(r) => return Ok(r.data),
                     Err(RaftError::APIError(

@@ -45,6 +45,11 @@ pub enum KvError {
     /// Storage failed; the request had no effect.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The disk of the node that had to write is full; the request had no
+    /// effect. Retrying after space is freed (or, in a cluster, after the
+    /// shard's leadership moved) succeeds.
+    #[error("{0}")]
+    DiskFull(String),
     /// The node this read was forwarded to answered with an error; it is
     /// passed on as it came (code, message and error-code metadata).
     #[error("{}", .0.message())]
@@ -64,6 +69,7 @@ impl KvError {
             Self::RevisionNotReached { .. } => "revision_not_reached",
             Self::Unavailable(_) => "unavailable",
             Self::Storage(_) => "storage_error",
+            Self::DiskFull(_) => "disk_full",
             Self::Remote(_) => "remote_error",
         }
     }
@@ -87,7 +93,10 @@ impl From<CommitError> for KvError {
     fn from(e: CommitError) -> Self {
         match e {
             CommitError::Refused(r) => Self::Refused(r),
-            CommitError::Storage(s) => Self::Storage(s.to_string()),
+            CommitError::Storage(s) => match s.as_ref() {
+                StorageError::DiskFull { .. } => Self::DiskFull(s.to_string()),
+                _ => Self::Storage(s.to_string()),
+            },
             CommitError::Closed => Self::Unavailable("the node is shutting down".into()),
         }
     }
@@ -98,6 +107,7 @@ impl From<crate::cluster::ClusterError> for KvError {
         use crate::cluster::ClusterError as C;
         match e {
             C::Storage(s) => Self::Storage(s),
+            C::DiskFull(s) => Self::DiskFull(s),
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -105,7 +115,10 @@ impl From<crate::cluster::ClusterError> for KvError {
 
 impl From<StorageError> for KvError {
     fn from(e: StorageError) -> Self {
-        Self::Storage(e.to_string())
+        match e {
+            StorageError::DiskFull { .. } => Self::DiskFull(e.to_string()),
+            e => Self::Storage(e.to_string()),
+        }
     }
 }
 

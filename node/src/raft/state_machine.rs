@@ -145,12 +145,9 @@ impl ShardStateMachine {
     /// Applied entries need no fsync of their own: the log they come from is
     /// durable, and after a crash openraft re-applies it from the last
     /// applied id stored in the same batch (halving fsyncs per write).
+    /// A full disk is waited out (see [`super::write_batch`]).
     async fn write_applied(&self, batch: WriteBatch) -> io::Result<()> {
-        let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.write_unsynced(batch))
-            .await
-            .map_err(io_err)?
-            .map_err(io_err)
+        super::write_waiting_for_space(&self.engine, batch, Engine::write_unsynced).await
     }
 
     fn current(&self) -> io::Result<Option<Current>> {

@@ -4,7 +4,7 @@
 //! - `data`: user keys and their [`record::Record`]s, prefixed by shard.
 //! - `ttl`: expiry index, so expired keys are found without a full scan.
 //! - `meta`: cluster identity and each shard's state-machine state.
-//! - `raft`: reserved for the replicated log (empty on a single node).
+//! - `raft`: the Raft logs of the node's shard groups (empty on a single node).
 //!
 //! This layer knows nothing about gRPC or the API: it stores bytes, guards the
 //! data directory against a second process, and reclaims expired records in
@@ -18,6 +18,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options,
@@ -35,7 +36,7 @@ pub const CF_DATA: &str = "data";
 pub const CF_TTL: &str = "ttl";
 /// Column family of node and shard metadata.
 pub const CF_META: &str = "meta";
-/// Column family reserved for Raft log entries.
+/// Column family of the Raft log entries (and votes) of every shard group.
 pub const CF_RAFT: &str = "raft";
 
 /// Errors of the storage layer.
@@ -59,6 +60,17 @@ pub enum StorageError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The filesystem of the data directory is full: the write was not
+    /// applied. RocksDB resumes by itself once space returns.
+    #[error(
+        "the data directory {dir} is full ({detail}); nothing of this write was applied. Writes resume by themselves once at least {RESUME_FREE_MIB} MiB are free there (one memtable flush)"
+    )]
+    DiskFull {
+        /// The data directory.
+        dir: PathBuf,
+        /// RocksDB's message.
+        detail: String,
+    },
     /// RocksDB reported an error.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
@@ -68,6 +80,18 @@ pub enum StorageError {
     /// The data directory was created with settings that conflict with the configuration.
     #[error("{0}")]
     Mismatch(String),
+}
+
+/// Free space RocksDB waits for before it clears a "no space" error by
+/// itself: its reserved disk buffer, one memtable (the default 64 MiB
+/// write buffer), so that the flush its recovery starts with can succeed.
+pub const RESUME_FREE_MIB: u64 = 64;
+
+/// Whether RocksDB failed for want of space (`IOStatus::NoSpace`; the
+/// crate exposes only the message, which RocksDB words this way whatever
+/// file it was writing).
+fn is_no_space(e: &rocksdb::Error) -> bool {
+    e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("No space")
 }
 
 /// Whether a write is acknowledged before or after its WAL is on stable storage.
@@ -117,6 +141,9 @@ pub struct Engine {
     sync: SyncMode,
     block_cache: Cache,
     data_dir: Arc<PathBuf>,
+    /// Set by a write that failed for want of space, cleared by the next
+    /// write that succeeds.
+    disk_full: Arc<AtomicBool>,
     _lock: Arc<DirLock>,
 }
 
@@ -184,6 +211,7 @@ impl Engine {
             sync: opts.sync,
             block_cache,
             data_dir: Arc::new(opts.data_dir.clone()),
+            disk_full: Arc::new(AtomicBool::new(false)),
             _lock: Arc::new(lock),
         })
     }
@@ -266,8 +294,35 @@ impl Engine {
     pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(self.sync == SyncMode::Fsync);
-        self.db.write_opt(batch, &wo)?;
-        Ok(())
+        self.write_with(batch, &wo)
+    }
+
+    /// Whether the last write failed because the disk is full (and none
+    /// has succeeded since).
+    pub fn is_disk_full(&self) -> bool {
+        self.disk_full.load(Ordering::Relaxed)
+    }
+
+    /// Writes `batch`, telling a full disk apart from other failures.
+    fn write_with(&self, batch: WriteBatch, wo: &WriteOptions) -> Result<(), StorageError> {
+        match self.db.write_opt(batch, wo) {
+            Ok(()) => {
+                if self.disk_full.swap(false, Ordering::Relaxed) {
+                    tracing::info!(dir = %self.data_dir.display(), "the data directory has space again; writes resumed");
+                }
+                Ok(())
+            }
+            Err(e) if is_no_space(&e) => {
+                if !self.disk_full.swap(true, Ordering::Relaxed) {
+                    tracing::error!(dir = %self.data_dir.display(), error = %e, "the data directory is full; writes are refused until space is freed");
+                }
+                Err(StorageError::DiskFull {
+                    dir: self.data_dir.as_ref().clone(),
+                    detail: e.to_string(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Writes `batch` atomically and waits for its WAL fsync whatever the
@@ -279,8 +334,7 @@ impl Engine {
     pub fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
-        self.db.write_opt(batch, &wo)?;
-        Ok(())
+        self.write_with(batch, &wo)
     }
 
     /// Writes `batch` atomically without waiting for an fsync: for state
@@ -291,8 +345,7 @@ impl Engine {
     /// # Errors
     /// RocksDB errors; on error nothing of the batch is visible.
     pub fn write_unsynced(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        self.db.write_opt(batch, &WriteOptions::default())?;
-        Ok(())
+        self.write_with(batch, &WriteOptions::default())
     }
 
     /// Flushes and syncs the WAL (used at shutdown in buffered mode).
