@@ -88,6 +88,26 @@ struct RunArgs {
     require_every_fault: bool,
 }
 
+/// How long after its schedule a run may take (healing, recovery, final
+/// reads, checking) before it counts as stuck.
+const RUN_SLACK: Duration = Duration::from_secs(420);
+
+/// Resolves on SIGINT or SIGTERM, so the caller can drop the run (which
+/// kills its nodes and deletes its namespaces) before exiting.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -194,9 +214,33 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
                 disk_bytes: args.disk_mib << 20,
             };
             let run_started = Instant::now();
-            let record = match rt.block_on(run::run(config.clone(), &node_binary)) {
-                Ok(r) => r,
-                Err(e) => {
+            // A run that outlives its schedule by this much is stuck
+            // (every wait in it is bounded); dropping it tears the cluster
+            // and its network down.
+            let limit = duration + RUN_SLACK;
+            let outcome = rt.block_on(async {
+                tokio::select! {
+                    r = tokio::time::timeout(limit, run::run(config.clone(), &node_binary)) => Some(r),
+                    () = interrupted() => None,
+                }
+            });
+            let Some(outcome) = outcome else {
+                eprintln!("interrupted; the run's nodes and network were torn down");
+                std::process::exit(130);
+            };
+            let record = match outcome {
+                Ok(Ok(r)) => r,
+                Err(_) => {
+                    failed += 1;
+                    let line = format!(
+                        "seed={seed} nodes={nodes} verdict=STUCK (not finished {} s after its schedule ended)",
+                        RUN_SLACK.as_secs()
+                    );
+                    println!("{line}");
+                    lines.push(line);
+                    continue;
+                }
+                Ok(Err(e)) => {
                     failed += 1;
                     let line = format!("seed={seed} nodes={nodes} verdict=ERROR ({e:#})");
                     println!("{line}");

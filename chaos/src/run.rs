@@ -123,6 +123,16 @@ struct Shared {
     removed: Vec<usize>,
 }
 
+/// How long a nemesis step may take beyond its fault's own duration
+/// (a churn step drains a node, which takes the longest).
+const STEP_SLACK: Duration = Duration::from_secs(150);
+
+/// How long the final write-and-read of every key may take in all.
+const FINAL_PHASE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Bound on each ballast write and metrics probe of the disk fault.
+const BALLAST_CALL_LIMIT: Duration = Duration::from_secs(5);
+
 /// Runs one seed.
 pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRecord> {
     let dir = tempfile::Builder::new().prefix("cairn-chaos-").tempdir()?;
@@ -187,7 +197,27 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
     for fault in &schedule {
         let at = Duration::from_secs_f64(fault.at_s);
         tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
-        match inject(fault, &shared, &net, &mut problems).await {
+        tracing::info!(seed = config.seed, kind = %fault.kind, "injecting");
+        let limit = Duration::from_secs_f64(fault.for_s) + STEP_SLACK;
+        let step = tokio::time::timeout(limit, inject(fault, &shared, &net, &mut problems)).await;
+        let Ok(step) = step else {
+            // Every nemesis step bounds its own waits, so this is a node
+            // that stopped answering; heal_all below undoes the fault.
+            let note = format!(
+                "{} at {:.2}s did not finish within {} s",
+                fault.kind,
+                fault.at_s,
+                limit.as_secs()
+            );
+            problems.push(format!("nemesis step stuck: {note}"));
+            injected.push(format!(
+                "{:>7.2}s {} stuck: {note}",
+                started.elapsed().as_secs_f64(),
+                fault.kind
+            ));
+            continue;
+        };
+        match step {
             Ok(note) => injected.push(format!(
                 "{:>7.2}s {} {note}",
                 started.elapsed().as_secs_f64(),
@@ -203,9 +233,11 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
     let end = Duration::from_secs_f64(config.duration_s);
     tokio::time::sleep(end.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::SeqCst);
+    tracing::info!(seed = config.seed, "stopping the clients");
     for w in workers {
         let _ = w.await;
     }
+    tracing::info!(seed = config.seed, "healing");
 
     // Heal everything, then wait for every shard to have a live leader.
     heal_all(&shared, &net, &mut problems).await;
@@ -215,7 +247,9 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
             problems.push(format!("the cluster did not recover after healing: {e:#}"));
         }
     }
+    tracing::info!(seed = config.seed, "final reads");
     final_phase(&config, &grpc_seeds, &keys, &recorder, &mut problems).await;
+    tracing::info!(seed = config.seed, "checking the history");
 
     let history = recorder.history();
     let report = tokio::task::spawn_blocking({
@@ -258,6 +292,9 @@ async fn final_phase(
         http: Vec::new(),
     };
     let mut w = Worker::new(config.clients, keys.to_vec(), config.seed);
+    // One budget for the whole phase: a cluster that answers nothing
+    // after healing is reported once, not waited out key by key.
+    let deadline = Instant::now() + FINAL_PHASE_LIMIT;
     for key in keys {
         for input in [
             Input::Put {
@@ -268,7 +305,6 @@ async fn final_phase(
                 min_revision: 0,
             },
         ] {
-            let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let out = w
                     .execute(
@@ -285,9 +321,10 @@ async fn final_phase(
                 }
                 if Instant::now() > deadline {
                     problems.push(format!(
-                        "after healing, {input:?} on {key} got no answer within 60 s: {out:?}"
+                        "after healing, {input:?} on {key} got no answer within the final phase's {} s: {out:?}",
+                        FINAL_PHASE_LIMIT.as_secs()
                     ));
-                    break;
+                    return;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -444,7 +481,12 @@ async fn ballast_until_full(endpoints: &[String], metrics: &str) -> String {
     else {
         return "no client for ballast".into();
     };
-    let http = reqwest::Client::new();
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(BALLAST_CALL_LIMIT)
+        .build()
+    else {
+        return "no HTTP client for the metrics probe".into();
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut written = 0u64;
     for n in 0..320u32 {
@@ -462,7 +504,7 @@ async fn ballast_until_full(endpoints: &[String], metrics: &str) -> String {
             value: vec![b'b'; 512 << 10],
             ..Default::default()
         };
-        if client.put(put).await.is_ok() {
+        if let Ok(Ok(_)) = tokio::time::timeout(BALLAST_CALL_LIMIT, client.put(put)).await {
             written += 512 << 10;
         }
     }

@@ -1,6 +1,8 @@
 //! A full disk on one node of a 3-node cluster: the node refuses what it
 //! cannot write with a clear error (`disk_full`), stays up, loses nothing,
-//! and serves again — caught up — once space returns.
+//! hands the leaderships it held to the other replicas (so every shard
+//! keeps taking writes while it is full), and serves again — caught up —
+//! once space returns.
 //!
 //! Needs root (network namespaces and a tmpfs per node), like the rest of
 //! the chaos suite.
@@ -22,6 +24,19 @@ const PORTS: [u16; 3] = [7100, 7101, 7102];
 const DISK_BYTES: u64 = 400 << 20;
 const VALUE_BYTES: usize = 512 << 10;
 const WRITES: usize = 200;
+const SHARDS: u32 = 8;
+
+/// The shards whose leader is node `id`, as the cluster reports them.
+async fn leaders_on(cluster: &LocalCluster, id: u64) -> anyhow::Result<Vec<u32>> {
+    Ok(cluster
+        .status()
+        .await?
+        .shards
+        .iter()
+        .filter(|s| s.leader_id == id)
+        .map(|s| s.shard)
+        .collect())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_with_a_full_disk_refuses_clearly_keeps_everything_and_catches_up()
@@ -43,10 +58,22 @@ async fn a_node_with_a_full_disk_refuses_clearly_keeps_everything_and_catches_up
         });
     }
     let full_mount = dir.path().join("node3");
-    let mut spec = ClusterSpec::new(3, 4);
+    let mut spec = ClusterSpec::new(3, SHARDS);
     spec.hosts = hosts;
     let mut cluster = LocalCluster::start(spec).await?;
     cluster.wait_all_leaders(Duration::from_secs(60)).await?;
+    // The case that matters: node 3 leads shards when its disk fills.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let led_by_3 = loop {
+        let led = leaders_on(&cluster, 3).await?;
+        if !led.is_empty() {
+            break led;
+        }
+        if Instant::now() > deadline {
+            bail!("node 3 never became the leader of a shard; the test needs one");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
 
     let options = ClientOptions::default()
         .connect_timeout(Duration::from_secs(2))
@@ -103,6 +130,42 @@ async fn a_node_with_a_full_disk_refuses_clearly_keeps_everything_and_catches_up
         !acked.is_empty(),
         "no write succeeded with one disk of three full: {refusals:?}"
     );
+
+    // Still full, node 3 leads nothing, and every shard — those it led
+    // included — takes writes within a minute.
+    let count = cairn_keyspace::ShardCount::new(SHARDS).map_err(anyhow::Error::msg)?;
+    let mut while_full: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for shard in 0..SHARDS {
+        let key = (0..)
+            .map(|n| format!("while-full-{n}"))
+            .find(|k| count.shard_for_key(k.as_bytes()) == shard)
+            .context("a key for every shard")?;
+        let value = format!("written to shard {shard} while node 3 was full").into_bytes();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let put = pb::PutRequest {
+                key: key.clone().into_bytes(),
+                value: value.clone(),
+                ..Default::default()
+            };
+            match client.put(put).await {
+                Ok(_) => break,
+                Err(e) if Instant::now() > deadline => bail!(
+                    "shard {shard} (node 3 led {led_by_3:?} when its disk filled) took no write within 60 s while node 3 was full: {e}; node 3's log:\n{}\nnode 1's log:\n{}",
+                    cluster.nodes[2].stderr(),
+                    cluster.nodes[0].stderr()
+                ),
+                Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        while_full.insert(key, value);
+    }
+    let still_led = leaders_on(&cluster, 3).await?;
+    assert!(
+        still_led.is_empty(),
+        "node 3 still leads shards {still_led:?} with a full disk"
+    );
+    acked.extend(while_full);
 
     // Space returns: node 3 resumes and catches up by itself.
     std::fs::remove_file(&filler)?;

@@ -51,6 +51,10 @@ pub const MAX_HOPS: u32 = 3;
 /// How long a write or a linearizable read keeps looking for a leader.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
 
+/// The least time a proposal or read gets to complete once it reached a
+/// leader, even when the leader search used up most of [`LEADER_WAIT`].
+const MIN_WRITE_WAIT: Duration = Duration::from_secs(2);
+
 /// Raft timing and log compaction settings (the `[raft]` config table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
@@ -593,22 +597,72 @@ impl Cluster {
         let deadline = Instant::now() + LEADER_WAIT;
         let mut pause = Duration::from_millis(20);
         let mut last = String::from("no leader elected yet");
+        let mut attempt = 0usize;
         loop {
             if let Some(raft) = self.group(shard) {
-                // A leader that cannot append stalls; refuse up front rather
-                // than queue behind it (its group waits the disk out).
+                // A leader that cannot append stalls. It has gone silent
+                // (see `heartbeat`), so the other replicas elect a leader
+                // among themselves; hand the write to one of them, which
+                // answers or forwards it on (retried here until then).
                 if self.engine.is_disk_full()
                     && raft.metrics().borrow_watched().current_leader == Some(self.opts.node_id)
                 {
-                    return Err(ClusterError::DiskFull(format!(
-                        "node {} leads shard {shard} and its data directory {} is full ({} bytes free); writes to the shard are refused until space returns (at least {} MiB) or leadership moves",
-                        self.opts.node_id,
-                        self.engine.data_dir().display(),
-                        self.engine.disk_free_bytes(),
-                        crate::storage::RESUME_FREE_MIB,
-                    )));
+                    let others: Vec<LeaderHint> = self
+                        .placement_of(shard)
+                        .into_iter()
+                        .filter(|n| n.id != self.opts.node_id)
+                        .map(|n| LeaderHint {
+                            id: n.id,
+                            addr: n.addr,
+                        })
+                        .collect();
+                    let full = || {
+                        ClusterError::DiskFull(format!(
+                            "node {} leads shard {shard} and its data directory {} is full ({} bytes free); writes to the shard are refused until space returns (at least {} MiB) or leadership moves",
+                            self.opts.node_id,
+                            self.engine.data_dir().display(),
+                            self.engine.disk_free_bytes(),
+                            crate::storage::RESUME_FREE_MIB,
+                        ))
+                    };
+                    if others.is_empty() || hops >= MAX_HOPS {
+                        return Err(full());
+                    }
+                    let target = &others[attempt % others.len()];
+                    attempt += 1;
+                    match self.forward(target, shard, &req, hops + 1).await {
+                        Ok(r) => return Ok(r),
+                        Err(e) if e.retryable => {
+                            last = format!("node {}: {}", target.id, e.message)
+                        }
+                        Err(e) => return Err(ClusterError::Raft(e.message)),
+                    }
+                    if Instant::now() + pause > deadline {
+                        return Err(full());
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                    continue;
                 }
-                match raft.client_write(req.clone()).await {
+                // Bounded: a leader whose log cannot advance (a stalled
+                // disk) must not hold the caller forever. The entry may
+                // still commit later, so the answer is "unknown, retry":
+                // a retry under the same request id applies at most once.
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(MIN_WRITE_WAIT);
+                let Ok(written) = tokio::time::timeout(left, raft.client_write(req.clone())).await
+                else {
+                    return Err(ClusterError::NoLeader {
+                        shard,
+                        detail: format!(
+                            "the write was proposed on node {} but not committed within {} s; it may still apply, so retry it (under the same request id)",
+                            self.opts.node_id,
+                            left.as_secs()
+                        ),
+                    });
+                };
+                match written {
                     Ok(r) => return Ok(r.data),
                     Err(RaftError::APIError(
                         ClientWriteError::ForwardToLeader(_)
@@ -678,8 +732,20 @@ impl Cluster {
         loop {
             match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
                 Ok(lin) => {
-                    lin.await_ready(&raft).await.map_err(raft_err)?;
-                    return Ok(());
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(MIN_WRITE_WAIT);
+                    return match tokio::time::timeout(left, lin.await_ready(&raft)).await {
+                        Ok(ready) => ready.map(|_| ()).map_err(raft_err),
+                        Err(_) => Err(ClusterError::NoLeader {
+                            shard,
+                            detail: format!(
+                                "node {}'s replica did not apply up to the read index within {} s",
+                                self.opts.node_id,
+                                left.as_secs()
+                            ),
+                        }),
+                    };
                 }
                 Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {

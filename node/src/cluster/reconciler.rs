@@ -53,6 +53,12 @@ pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError
     };
     let nodes = meta::read_nodes(cluster.engine())?;
     // Nodes whose leaderships are being evacuated (before a restart).
+    // A leader with a full disk can change nothing (every step appends to
+    // its log); its heartbeats stop (see `super::heartbeat`) and the other
+    // replicas take over.
+    if cluster.engine().is_disk_full() {
+        return Ok(());
+    }
     let no_leaders: BTreeSet<u64> = nodes
         .iter()
         .filter(|n| n.evacuate_leaders)
@@ -73,11 +79,31 @@ pub async fn reconcile_once(cluster: &Cluster) -> Result<(), super::ClusterError
             continue;
         }
         let addr_of = |id: u64| nodes.iter().find(|n| n.id == id).map(|n| n.addr.clone());
-        if let Err(e) = converge(cluster, shard, &raft, target, &no_leaders, addr_of).await {
-            tracing::info!(shard, error = %e, "placement step deferred");
-        }
+        bounded(
+            shard,
+            converge(cluster, shard, &raft, target, &no_leaders, addr_of),
+        )
+        .await;
     }
     Ok(())
+}
+
+/// How long one placement step on one shard may take before the loop moves
+/// on (a step waits on its group, which a stalled disk can hold up).
+const STEP_LIMIT: Duration = Duration::from_secs(5);
+
+/// Runs one placement step, logging a failure or a step that overran
+/// [`STEP_LIMIT`]; the next pass tries again.
+async fn bounded(shard: ShardId, step: impl Future<Output = Result<(), String>>) {
+    match tokio::time::timeout(STEP_LIMIT, step).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::info!(shard, error = %e, "placement step deferred"),
+        Err(_) => tracing::info!(
+            shard,
+            limit_s = STEP_LIMIT.as_secs(),
+            "placement step did not finish in time; retried on the next pass"
+        ),
+    }
 }
 
 fn caught_up(m: &openraft::RaftMetrics<crate::raft::ShardRaft>, node: u64) -> bool {
