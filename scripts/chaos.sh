@@ -7,7 +7,7 @@
 #   scripts/chaos.sh --smoke   the CI smoke: 6 fixed seeds x 20 s on 3 nodes,
 #                              failing unless every fault kind was injected
 # Env: CHAOS_SEEDS3 / CHAOS_SEEDS5 (A..B, B excluded; empty skips that size),
-# CHAOS_DURATION, CHAOS_OUT (where failing runs' histories go; default
+# CHAOS_DURATION, CHAOS_PREBUILT, CHAOS_OUT (where failing runs' histories go; default
 # $CARGO_TARGET_DIR/chaos). A failing run prints the command that replays it
 # and `cairn-chaos check FILE` re-checks its saved history.
 set -euo pipefail
@@ -17,8 +17,16 @@ if [ "$(id -u)" != 0 ]; then
   echo "chaos: needs root (network namespaces, iptables, tmpfs mounts)" >&2
   exit 1
 fi
-cargo build --locked -p cairn-node -p cairn-chaos
+# CHAOS_PREBUILT=1 (scripts/test.sh): use the binaries the workspace test
+# build made; a per-package build would re-resolve features and rebuild.
+if [ "${CHAOS_PREBUILT:-}" != 1 ]; then
+  cargo build --locked -p cairn-node -p cairn-chaos
+fi
 BIN="$CARGO_TARGET_DIR/debug/cairn-chaos"
+if [ ! -x "$BIN" ] || [ ! -x "$CARGO_TARGET_DIR/debug/cairn-node" ]; then
+  echo "chaos: $BIN or cairn-node is not built (unset CHAOS_PREBUILT to build them)" >&2
+  exit 1
+fi
 OUT="${CHAOS_OUT:-$CARGO_TARGET_DIR/chaos}"
 mkdir -p "$OUT"
 if [ "${1:-}" = "--smoke" ]; then

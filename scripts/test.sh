@@ -32,4 +32,4 @@ else
   cargo test --workspace --locked
 fi
 echo "== chaos smoke (6 fixed seeds x 20 s, every fault kind, histories checked for linearizability)"
-./scripts/chaos.sh --smoke
+CHAOS_PREBUILT=1 ./scripts/chaos.sh --smoke
