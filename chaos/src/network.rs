@@ -91,9 +91,19 @@ impl Network {
         Ok(net)
     }
 
+    /// The host end of a slot's veth pair.
+    fn veth(&self, slot: usize) -> String {
+        format!("cv{}n{slot}", self.tag)
+    }
+
     fn create_slot(&self, slot: usize) -> Result<(), NetworkError> {
         let ns = self.namespace(slot);
-        let veth = format!("cv{}n{slot}", self.tag);
+        let veth = self.veth(slot);
+        // Names repeat across the runs of one process: clear what an
+        // earlier run's teardown could not (a namespace kept alive by a
+        // process still exiting keeps its veth pair).
+        let _ = run("ip", &["link", "del", &veth]);
+        let _ = run("ip", &["netns", "del", &ns]);
         run("ip", &["netns", "add", &ns])?;
         run(
             "ip",
@@ -276,6 +286,9 @@ impl Network {
 impl Drop for Network {
     fn drop(&mut self) {
         for slot in 0..self.slots {
+            // Deleting the host end removes the pair even while the
+            // namespace lingers.
+            let _ = run("ip", &["link", "del", &self.veth(slot)]);
             let _ = run("ip", &["netns", "del", &self.namespace(slot)]);
         }
         let _ = run("ip", &["link", "del", &self.bridge]);

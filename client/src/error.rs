@@ -57,6 +57,28 @@ impl ClientError {
         }
     }
 
+    /// The server's error code as a registry entry, so callers can match on
+    /// it exhaustively-with-fallback. `None` for errors that did not come
+    /// from a Cairn node, and for a code this client build does not know (a
+    /// newer server's; [`ClientError::error_code`] still returns its text).
+    pub fn stable_code(&self) -> Option<cairn_proto::ErrorCode> {
+        self.error_code().and_then(cairn_proto::ErrorCode::parse)
+    }
+
+    /// Whether sending the same request again later (under the same request
+    /// id, for writes) can succeed without changing it: the registry's
+    /// answer for a known code, and for errors without one, whether the
+    /// failure was the transport's (connection refused or reset).
+    pub fn is_retryable(&self) -> bool {
+        match self.stable_code() {
+            Some(code) => code.retryable(),
+            None => matches!(
+                self.code(),
+                Some(tonic::Code::Unavailable | tonic::Code::DeadlineExceeded)
+            ),
+        }
+    }
+
     /// The gRPC status code of the error, so callers can branch on outcomes
     /// such as `NotFound` or `FailedPrecondition`.
     ///
@@ -111,6 +133,34 @@ mod tests {
         let status = ClientError::Status(tonic::Status::not_found("nope"));
         assert_eq!(status.code(), Some(tonic::Code::NotFound));
         assert_eq!(ClientError::NoEndpoints.code(), None);
+    }
+
+    fn with_code(status: tonic::Code, code: &str) -> ClientError {
+        let mut s = tonic::Status::new(status, "x");
+        s.metadata_mut().insert(
+            cairn_proto::ERROR_CODE_METADATA,
+            code.parse().expect("ascii metadata value"),
+        );
+        ClientError::Status(s)
+    }
+
+    #[test]
+    fn stable_code_and_retryability_follow_the_registry() {
+        let full = with_code(tonic::Code::ResourceExhausted, "disk_full");
+        assert_eq!(full.stable_code(), Some(cairn_proto::ErrorCode::DiskFull));
+        assert!(full.is_retryable());
+        let exists = with_code(tonic::Code::FailedPrecondition, "key_exists");
+        assert_eq!(
+            exists.stable_code(),
+            Some(cairn_proto::ErrorCode::KeyExists)
+        );
+        assert!(!exists.is_retryable());
+        // A newer server's code: text kept, no registry entry, status decides.
+        let unknown = with_code(tonic::Code::Unavailable, "from_the_future");
+        assert_eq!(unknown.error_code(), Some("from_the_future"));
+        assert_eq!(unknown.stable_code(), None);
+        assert!(unknown.is_retryable());
+        assert!(!ClientError::NoEndpoints.is_retryable());
     }
 
     #[test]

@@ -207,7 +207,10 @@ pub fn kv_command(data: &[u8]) {
     let p: Proposal = match result {
         Ok(p) => p,
         Err(e) => {
-            assert!(!e.code().is_empty(), "a refusal carries a code: {e}");
+            assert!(
+                !e.code().as_str().is_empty(),
+                "a refusal carries a code: {e}"
+            );
             return;
         }
     };

@@ -6,6 +6,9 @@
 /// here once, for the node that sets it and the clients that read it.
 pub const ERROR_CODE_METADATA: &str = "cairn-error-code";
 
+pub mod error_code;
+pub use error_code::ErrorCode;
+
 /// The largest gRPC message a Cairn client or node sends or accepts on the
 /// KV paths (64 MiB): values may be up to 8 MiB and batches 16 MiB, and scan
 /// pages and batch responses carry several of them, so tonic's 4 MiB default

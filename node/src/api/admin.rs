@@ -5,6 +5,7 @@
 //! knows its replicas' roles and, where it leads, every replica's progress)
 //! and merged: a shard's leader is the reporting leader with the highest term.
 
+use cairn_proto::ErrorCode;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,29 +36,23 @@ pub struct AdminGrpc {
 }
 
 fn status(e: ClusterError) -> Status {
-    match e {
+    let code = match &e {
         ClusterError::NoLeader { .. }
         | ClusterError::NotHosted { .. }
-        | ClusterError::NotJoined => Status::unavailable(e.to_string()),
-        ClusterError::Config(m) => Status::invalid_argument(m),
-        ClusterError::Storage(_) | ClusterError::Raft(_) => Status::internal(e.to_string()),
-        ClusterError::UnknownNode(_) => Status::not_found(e.to_string()),
-        ClusterError::DiskFull(_) => {
-            let mut s = Status::resource_exhausted(e.to_string());
-            s.metadata_mut().insert(
-                ERROR_CODE_METADATA,
-                tonic::metadata::MetadataValue::from_static("disk_full"),
-            );
-            s
-        }
-        ClusterError::Refused { code, message } => {
-            let mut s = Status::failed_precondition(message);
-            if let Ok(v) = code.parse() {
-                s.metadata_mut().insert(ERROR_CODE_METADATA, v);
-            }
-            s
-        }
-    }
+        | ClusterError::NotJoined => ErrorCode::Unavailable,
+        ClusterError::Config(m) => return Status::invalid_argument(m.clone()),
+        ClusterError::Storage(_) => ErrorCode::StorageError,
+        ClusterError::Raft(_) => return Status::internal(e.to_string()),
+        ClusterError::UnknownNode(_) => return Status::not_found(e.to_string()),
+        ClusterError::DiskFull(_) => ErrorCode::DiskFull,
+        ClusterError::Refused { code, .. } => *code,
+    };
+    let mut s = Status::new(code.grpc(), e.to_string());
+    s.metadata_mut().insert(
+        ERROR_CODE_METADATA,
+        tonic::metadata::MetadataValue::from_static(code.as_str()),
+    );
+    s
 }
 
 /// The API's view of a node state.

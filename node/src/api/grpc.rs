@@ -40,7 +40,7 @@ impl KvGrpc {
     ) -> Result<Response<T>, Status> {
         let code = match &r {
             Ok(_) => "ok",
-            Err(e) => e.code(),
+            Err(e) => e.code().as_str(),
         };
         self.metrics
             .observe("grpc", method, code, started.elapsed());

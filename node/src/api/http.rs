@@ -12,6 +12,7 @@
 //! Reads take `?consistency=serializable` and `?min_revision=N`. Errors are
 //! JSON `{"error": "...", "code": "..."}` with the status from [`super::status`].
 
+use cairn_proto::ErrorCode;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -83,7 +84,7 @@ impl From<KvError> for HttpError {
 
 fn error_response(e: &HttpError) -> Response {
     let status = e.status();
-    let body = json!({"error": e.0.to_string(), "code": e.0.code()});
+    let body = json!({"error": e.0.to_string(), "code": e.0.code().as_str()});
     let mut resp = (status, axum::Json(body)).into_response();
     if status == StatusCode::METHOD_NOT_ALLOWED
         && let KvError::InvalidArgument { message, .. } = &e.0
@@ -97,14 +98,14 @@ fn error_response(e: &HttpError) -> Response {
 
 type HttpResult = Result<Response, HttpError>;
 
-fn bad(code: &'static str, message: impl Into<String>) -> HttpError {
+fn bad(code: ErrorCode, message: impl Into<String>) -> HttpError {
     HttpError(KvError::invalid(code, message), None)
 }
 
 fn not_allowed(method: &Method, allowed: &str) -> HttpError {
     HttpError(
         KvError::invalid(
-            "method_not_allowed",
+            ErrorCode::MethodNotAllowed,
             format!("method {method} is not supported here; allowed: {allowed}"),
         ),
         Some(StatusCode::METHOD_NOT_ALLOWED),
@@ -241,7 +242,7 @@ pub fn decode_request(
         }
         Route::Other => Err(HttpError(
             KvError::invalid(
-                "no_route",
+                ErrorCode::NoRoute,
                 format!("no route for {path}; the API lives under /store"),
             ),
             Some(StatusCode::NOT_FOUND),
@@ -373,14 +374,21 @@ fn put_from_json(body: &[u8], headers: &HeaderMap) -> Result<pb::PutRequest, Htt
         #[serde(default)]
         encoding: Option<String>,
     }
-    let b: PutBody = serde_json::from_slice(body)
-        .map_err(|e| bad("bad_json", format!("request body is not a valid put: {e}")))?;
+    let b: PutBody = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            ErrorCode::BadJson,
+            format!("request body is not a valid put: {e}"),
+        )
+    })?;
     let b64 = is_base64(b.encoding.as_deref())?;
     let decode = |field: &str, s: String| -> Result<Vec<u8>, HttpError> {
         if b64 {
-            STANDARD
-                .decode(s.as_bytes())
-                .map_err(|e| bad("bad_base64", format!("{field} is not valid base64: {e}")))
+            STANDARD.decode(s.as_bytes()).map_err(|e| {
+                bad(
+                    ErrorCode::BadBase64,
+                    format!("{field} is not valid base64: {e}"),
+                )
+            })
         } else {
             Ok(s.into_bytes())
         }
@@ -405,9 +413,12 @@ fn scan_request(q: &HashMap<String, String>) -> Result<GatewayRequest, HttpError
             return Ok(Vec::new());
         };
         if b64 {
-            STANDARD
-                .decode(s.as_bytes())
-                .map_err(|e| bad("bad_base64", format!("{name} is not valid base64: {e}")))
+            STANDARD.decode(s.as_bytes()).map_err(|e| {
+                bad(
+                    ErrorCode::BadBase64,
+                    format!("{name} is not valid base64: {e}"),
+                )
+            })
         } else {
             Ok(s.clone().into_bytes())
         }
@@ -415,7 +426,7 @@ fn scan_request(q: &HashMap<String, String>) -> Result<GatewayRequest, HttpError
     let page_token = match q.get("page_token") {
         Some(t) => URL_SAFE_NO_PAD.decode(t.as_bytes()).map_err(|_| {
             bad(
-                "bad_page_token",
+                ErrorCode::BadPageToken,
                 "page_token is not one this server issued; pass next_page_token unchanged",
             )
         })?,
@@ -426,8 +437,12 @@ fn scan_request(q: &HashMap<String, String>) -> Result<GatewayRequest, HttpError
         start: field("start")?,
         end: field("end")?,
         limit: number(q, "limit")?.map_or(Ok(0), |n| {
-            u32::try_from(n)
-                .map_err(|_| bad("limit_too_large", format!("limit {n} is out of range")))
+            u32::try_from(n).map_err(|_| {
+                bad(
+                    ErrorCode::LimitTooLarge,
+                    format!("limit {n} is out of range"),
+                )
+            })
         })?,
         page_token,
         keys_only: flag(q, "keys_only")?,
@@ -473,7 +488,7 @@ fn is_base64(encoding: Option<&str>) -> Result<bool, HttpError> {
         None | Some("utf8" | "utf-8") => Ok(false),
         Some("base64") => Ok(true),
         Some(other) => Err(bad(
-            "bad_encoding",
+            ErrorCode::BadEncoding,
             format!("unknown encoding {other:?}; use utf8 or base64"),
         )),
     }
@@ -539,7 +554,12 @@ fn query(uri: &http::Uri) -> Result<HashMap<String, String>, HttpError> {
         None => Ok(HashMap::new()),
         Some(q) => axum::extract::Query::<HashMap<String, String>>::try_from_uri(uri)
             .map(|axum::extract::Query(m)| m)
-            .map_err(|e| bad("bad_query", format!("query string {q:?} is malformed: {e}"))),
+            .map_err(|e| {
+                bad(
+                    ErrorCode::BadQuery,
+                    format!("query string {q:?} is malformed: {e}"),
+                )
+            }),
     }
 }
 
@@ -548,7 +568,7 @@ fn flag(q: &HashMap<String, String>, name: &str) -> Result<bool, HttpError> {
         None | Some("false" | "0") => Ok(false),
         Some("" | "true" | "1") => Ok(true),
         Some(other) => Err(bad(
-            "bad_query",
+            ErrorCode::BadQuery,
             format!("{name}={other:?} is not a boolean (true/false)"),
         )),
     }
@@ -559,7 +579,7 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, HttpEr
         .map(|s| {
             s.parse::<u64>().map_err(|_| {
                 bad(
-                    "bad_query",
+                    ErrorCode::BadQuery,
                     format!("{name}={s:?} is not a non-negative integer"),
                 )
             })
@@ -568,8 +588,12 @@ fn number(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, HttpEr
 }
 
 fn ttl_seconds_to_ms(s: u64) -> Result<u64, HttpError> {
-    s.checked_mul(1000)
-        .ok_or_else(|| bad("ttl_too_long", format!("ttl_seconds {s} is too large")))
+    s.checked_mul(1000).ok_or_else(|| {
+        bad(
+            ErrorCode::TtlTooLong,
+            format!("ttl_seconds {s} is too large"),
+        )
+    })
 }
 
 fn ttl_ms(q: &HashMap<String, String>) -> Result<u64, HttpError> {
@@ -581,7 +605,7 @@ fn if_revision(q: &HashMap<String, String>, headers: &HeaderMap) -> Result<Optio
         let s = v.to_str().unwrap_or_default().trim().trim_matches('"');
         return s.parse::<u64>().map(Some).map_err(|_| {
             bad(
-                "bad_header",
+                ErrorCode::BadHeader,
                 "If-Match must be an ETag of the form \"<mod_revision>\"",
             )
         });
@@ -610,7 +634,7 @@ fn read_options(q: &HashMap<String, String>) -> Result<pb::ReadOptions, HttpErro
         Some("serializable") => pb::Consistency::Serializable,
         Some(other) => {
             return Err(bad(
-                "bad_query",
+                ErrorCode::BadQuery,
                 format!("consistency={other:?}; use linearizable or serializable"),
             ));
         }
@@ -642,7 +666,7 @@ async fn read_body(
         );
         HttpError(
             KvError::too_large(
-                "body_too_large",
+                ErrorCode::BodyTooLarge,
                 format!("{what} the limit is {limit} bytes ({limit_name})"),
             ),
             None,
@@ -664,8 +688,12 @@ async fn read_body(
     }
     let mut buf = Vec::with_capacity(declared.map_or(0, |l| l as usize));
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| bad("bad_body", format!("reading the request body failed: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            bad(
+                ErrorCode::BadBody,
+                format!("reading the request body failed: {e}"),
+            )
+        })?;
         if buf.len() + chunk.len() > limit {
             let mut drained = buf.len() + chunk.len();
             let _ = tokio::time::timeout(DRAIN_TIME, async {

@@ -18,24 +18,15 @@ use http::StatusCode;
 use tonic::{Code, Status};
 
 use crate::kv::KvError;
-use crate::state_machine::ApplyError;
 
 /// gRPC metadata key carrying the stable error code.
 pub use cairn_proto::ERROR_CODE_METADATA;
 
-/// The gRPC code for `e`.
+/// The gRPC code for `e` (the registry's, or what a forwarded-to node said).
 pub fn grpc_code(e: &KvError) -> Code {
     match e {
-        KvError::InvalidArgument { .. } | KvError::TooLarge { .. } => Code::InvalidArgument,
-        KvError::Refused(ApplyError::NotFound { .. }) => Code::NotFound,
-        KvError::Refused(ApplyError::EmptyOp { .. }) => Code::InvalidArgument,
-        KvError::Refused(ApplyError::RequestIdReused { .. }) => Code::AlreadyExists,
-        KvError::Refused(_) => Code::FailedPrecondition,
-        KvError::RevisionNotReached { .. } => Code::DeadlineExceeded,
-        KvError::Unavailable(_) => Code::Unavailable,
-        KvError::Storage(_) => Code::Internal,
-        KvError::DiskFull(_) => Code::ResourceExhausted,
         KvError::Remote(s) => s.code(),
+        e => e.code().grpc(),
     }
 }
 
@@ -45,27 +36,18 @@ pub fn to_status(e: &KvError) -> Status {
         return status.clone();
     }
     let mut s = Status::new(grpc_code(e), e.to_string());
-    if let Ok(v) = e.code().parse() {
+    if let Ok(v) = e.code().as_str().parse() {
         s.metadata_mut().insert(ERROR_CODE_METADATA, v);
     }
     s
 }
 
-/// The HTTP status for `e`.
+/// The HTTP status for `e` (the registry's, or the one matching what a
+/// forwarded-to node said).
 pub fn http_status(e: &KvError) -> StatusCode {
     match e {
-        KvError::InvalidArgument { .. } => StatusCode::BAD_REQUEST,
-        KvError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        KvError::Refused(ApplyError::KeyExists { .. }) => StatusCode::CONFLICT,
-        KvError::Refused(ApplyError::RevisionMismatch { .. }) => StatusCode::PRECONDITION_FAILED,
-        KvError::Refused(ApplyError::NotFound { .. }) => StatusCode::NOT_FOUND,
-        KvError::Refused(ApplyError::EmptyOp { .. }) => StatusCode::BAD_REQUEST,
-        KvError::Refused(ApplyError::RequestIdReused { .. }) => StatusCode::CONFLICT,
-        KvError::RevisionNotReached { .. } => StatusCode::GATEWAY_TIMEOUT,
-        KvError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        KvError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        KvError::DiskFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         KvError::Remote(s) => http_for_grpc(s.code()),
+        e => StatusCode::from_u16(e.code().http()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
     }
 }
 

@@ -111,7 +111,7 @@ mod tests {
         for (id, says) in [(3, "was removed"), (4, "was declared dead")] {
             match own_refusal(&nodes, id) {
                 Some(ClusterError::Refused { code, message }) => {
-                    assert_eq!(code, "node_removed");
+                    assert_eq!(code, cairn_proto::ErrorCode::NodeRemoved);
                     assert!(message.contains(&format!("node {id} {says}")), "{message}");
                     assert!(message.contains("new --node-id"), "{message}");
                 }

@@ -7,6 +7,7 @@
 //! Every change runs on the meta group's leader, checks that it is safe
 //! first and changes nothing when it is not.
 
+use cairn_proto::ErrorCode;
 use std::collections::BTreeSet;
 
 use openraft::ChangeMembers;
@@ -19,7 +20,7 @@ use crate::raft::network::ShardRaftHandle;
 /// The refusal a removed node gets when it asks to join again.
 pub fn removed(id: u64) -> ClusterError {
     ClusterError::Refused {
-        code: "node_removed",
+        code: ErrorCode::NodeRemoved,
         message: format!(
             "node {id} was removed from the cluster and its id is fenced; start a new node with a new --node-id and an empty --data-dir"
         ),
@@ -29,7 +30,7 @@ pub fn removed(id: u64) -> ClusterError {
 /// The refusal a node declared dead gets when it comes back.
 pub fn declared_dead(id: u64) -> ClusterError {
     ClusterError::Refused {
-        code: "node_removed",
+        code: ErrorCode::NodeRemoved,
         message: format!(
             "node {id} was declared dead and is being replaced, so its id is fenced; start a new node with a new --node-id and an empty --data-dir"
         ),
@@ -75,7 +76,7 @@ pub fn check_room(id: u64, nodes: &[NodeRecord], room: &[NodeRoom]) -> Result<()
     let usable = (free as f64 * DRAIN_FILL) as u64;
     if leaving.data_bytes > usable {
         return Err(ClusterError::Refused {
-            code: "not_enough_capacity",
+            code: ErrorCode::NotEnoughCapacity,
             message: format!(
                 "node {id} holds about {} MiB, but the other active nodes have room for {} MiB ({}% of their {} MiB free); add a node or raise --capacity-bytes first",
                 leaving.data_bytes >> 20,
@@ -185,7 +186,7 @@ impl Cluster {
             .count();
         if left < rf as usize {
             return Err(ClusterError::Refused {
-                code: "too_few_nodes",
+                code: ErrorCode::TooFewNodes,
                 message: format!(
                     "{what} node {id} would leave {left} active nodes, fewer than the replication factor {rf}; add a node first"
                 ),
@@ -295,7 +296,7 @@ impl Cluster {
             NodeState::Removed => return Ok(NodeState::Removed),
             NodeState::Active => {
                 return Err(ClusterError::Refused {
-                    code: "not_drained",
+                    code: ErrorCode::NotDrained,
                     message: format!(
                         "node {id} is active; drain it first (cairnctl node drain {id} --wait), then remove it"
                     ),
@@ -305,7 +306,7 @@ impl Cluster {
         }
         if held > 0 {
             return Err(ClusterError::Refused {
-                code: "not_drained",
+                code: ErrorCode::NotDrained,
                 message: format!(
                     "node {id} still holds {held} shard replicas; wait until the drain has moved them all"
                 ),
@@ -410,7 +411,7 @@ mod tests {
         }
         match refusal(7, NodeState::Dead) {
             Some(ClusterError::Refused { code, message }) => {
-                assert_eq!(code, "node_removed");
+                assert_eq!(code, ErrorCode::NodeRemoved);
                 assert!(message.contains("node 7 was declared dead"), "{message}");
             }
             other => panic!("expected a refusal, got {other:?}"),
@@ -441,7 +442,7 @@ mod tests {
         ];
         match check_room(1, &nodes, &more) {
             Err(ClusterError::Refused { code, message }) => {
-                assert_eq!(code, "not_enough_capacity");
+                assert_eq!(code, ErrorCode::NotEnoughCapacity);
                 assert!(message.contains("node 1"), "{message}");
             }
             other => panic!("expected a refusal, got {other:?}"),

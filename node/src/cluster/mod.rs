@@ -166,7 +166,7 @@ pub enum ClusterError {
     #[error("{message}")]
     Refused {
         /// Stable code, e.g. `node_removed`.
-        code: &'static str,
+        code: cairn_proto::ErrorCode,
         /// Why, naming the rule.
         message: String,
     },

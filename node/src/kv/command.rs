@@ -3,6 +3,7 @@
 //! no clock), so the gRPC and HTTP front ends, the tests and the fuzz
 //! targets all go through the same checks.
 
+use cairn_proto::ErrorCode;
 use cairn_proto::kv::v1 as pb;
 
 use super::{KvError, Limits};
@@ -53,7 +54,10 @@ pub fn batch_command(
     req: pb::BatchRequest,
 ) -> Result<Proposal, KvError> {
     if req.ops.is_empty() {
-        return Err(KvError::invalid("empty_request", "batch has no ops"));
+        return Err(KvError::invalid(
+            ErrorCode::EmptyRequest,
+            "batch has no ops",
+        ));
     }
     let mut bytes = 0;
     let mut keys = Vec::with_capacity(req.ops.len());
@@ -91,7 +95,7 @@ pub fn txn_command(
             || pb::compare::Op::try_from(c.op).is_err()
         {
             return Err(KvError::invalid(
-                "bad_compare",
+                ErrorCode::BadCompare,
                 format!(
                     "compare on key {} has an unknown target or operator",
                     show_key(&c.key)
@@ -153,7 +157,7 @@ fn check_write_op(
             Ok((d.key.len(), d.key.clone()))
         }
         None => Err(KvError::invalid(
-            "empty_op",
+            ErrorCode::EmptyOp,
             format!("op {} is empty", i.unwrap_or(0)),
         )),
     }
@@ -172,7 +176,7 @@ fn one_shard<'k>(
             None => shard = Some((s, k)),
             Some((first, first_key)) if first != s => {
                 return Err(KvError::invalid(
-                    "cross_shard",
+                    ErrorCode::CrossShard,
                     format!(
                         "{what} spans shards {first} (key {}) and {s} (key {}); a {what} must stay in one shard: give related keys the same hash tag, e.g. {{user42}}/a and {{user42}}/b",
                         show_key(first_key),
@@ -185,7 +189,7 @@ fn one_shard<'k>(
     }
     shard
         .map(|(s, _)| s)
-        .ok_or_else(|| KvError::invalid("empty_request", format!("{what} names no keys")))
+        .ok_or_else(|| KvError::invalid(ErrorCode::EmptyRequest, format!("{what} names no keys")))
 }
 
 /// Prefixes an argument error with the op it is about.

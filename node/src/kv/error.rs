@@ -1,5 +1,8 @@
-//! Errors of the key-value service, each with a stable code string that users
-//! can grep for and that the API maps to a gRPC status and an HTTP status.
+//! Errors of the key-value service, each with a stable code from the
+//! registry ([`cairn_proto::ErrorCode`]), which also gives its gRPC and HTTP
+//! statuses.
+
+use cairn_proto::ErrorCode;
 
 use crate::commit::CommitError;
 use crate::state_machine::ApplyError;
@@ -12,7 +15,7 @@ pub enum KvError {
     #[error("{message}")]
     InvalidArgument {
         /// Stable code, e.g. `empty_key`.
-        code: &'static str,
+        code: ErrorCode,
         /// What is wrong, naming the rule or limit.
         message: String,
     },
@@ -20,7 +23,7 @@ pub enum KvError {
     #[error("{message}")]
     TooLarge {
         /// Stable code, e.g. `value_too_large`.
-        code: &'static str,
+        code: ErrorCode,
         /// What is too large and the limit.
         message: String,
     },
@@ -58,30 +61,30 @@ pub enum KvError {
 
 impl KvError {
     /// Stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::InvalidArgument { code, .. } | Self::TooLarge { code, .. } => code,
-            Self::Refused(ApplyError::KeyExists { .. }) => "key_exists",
-            Self::Refused(ApplyError::RevisionMismatch { .. }) => "revision_mismatch",
-            Self::Refused(ApplyError::NotFound { .. }) => "key_not_found",
-            Self::Refused(ApplyError::EmptyOp { .. }) => "empty_op",
-            Self::Refused(ApplyError::RequestIdReused { .. }) => "request_id_reused",
-            Self::RevisionNotReached { .. } => "revision_not_reached",
-            Self::Unavailable(_) => "unavailable",
-            Self::Storage(_) => "storage_error",
-            Self::DiskFull(_) => "disk_full",
-            Self::Remote(_) => "remote_error",
+            Self::InvalidArgument { code, .. } | Self::TooLarge { code, .. } => *code,
+            Self::Refused(ApplyError::KeyExists { .. }) => ErrorCode::KeyExists,
+            Self::Refused(ApplyError::RevisionMismatch { .. }) => ErrorCode::RevisionMismatch,
+            Self::Refused(ApplyError::NotFound { .. }) => ErrorCode::KeyNotFound,
+            Self::Refused(ApplyError::EmptyOp { .. }) => ErrorCode::EmptyOp,
+            Self::Refused(ApplyError::RequestIdReused { .. }) => ErrorCode::RequestIdReused,
+            Self::RevisionNotReached { .. } => ErrorCode::RevisionNotReached,
+            Self::Unavailable(_) => ErrorCode::Unavailable,
+            Self::Storage(_) => ErrorCode::StorageError,
+            Self::DiskFull(_) => ErrorCode::DiskFull,
+            Self::Remote(_) => ErrorCode::RemoteError,
         }
     }
 
-    pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::InvalidArgument {
             code,
             message: message.into(),
         }
     }
 
-    pub(crate) fn too_large(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn too_large(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::TooLarge {
             code,
             message: message.into(),

@@ -1,5 +1,6 @@
 //! Request limits enforced at the API edge, before anything is stored.
 
+use cairn_proto::ErrorCode;
 use cairn_proto::kv::v1 as pb;
 
 use super::KvError;
@@ -54,11 +55,14 @@ impl Limits {
     /// `empty_key` or `key_too_large`.
     pub fn check_key(&self, key: &[u8]) -> Result<(), KvError> {
         if key.is_empty() {
-            return Err(KvError::invalid("empty_key", "key must not be empty"));
+            return Err(KvError::invalid(
+                ErrorCode::EmptyKey,
+                "key must not be empty",
+            ));
         }
         if key.len() > self.max_key_bytes {
             return Err(KvError::too_large(
-                "key_too_large",
+                ErrorCode::KeyTooLarge,
                 format!(
                     "key is {} bytes; the limit is {} bytes (max-key-bytes)",
                     key.len(),
@@ -76,7 +80,7 @@ impl Limits {
     pub fn check_value(&self, value: &[u8]) -> Result<(), KvError> {
         if value.len() > self.max_value_bytes {
             return Err(KvError::too_large(
-                "value_too_large",
+                ErrorCode::ValueTooLarge,
                 format!(
                     "value is {} bytes; the limit is {} bytes (max-value-bytes)",
                     value.len(),
@@ -90,7 +94,7 @@ impl Limits {
     fn check_ttl(&self, ttl_ms: u64) -> Result<(), KvError> {
         if ttl_ms > self.max_ttl_ms {
             return Err(KvError::invalid(
-                "ttl_too_long",
+                ErrorCode::TtlTooLong,
                 format!(
                     "ttl is {ttl_ms} ms; the limit is {} ms (100 years)",
                     self.max_ttl_ms
@@ -108,7 +112,7 @@ impl Limits {
         let max = crate::state_machine::dedup::MAX_REQUEST_ID_BYTES;
         if id.len() > max {
             return Err(KvError::invalid(
-                "request_id_too_long",
+                ErrorCode::RequestIdTooLong,
                 format!("request_id is {} bytes; the limit is {max} bytes", id.len()),
             ));
         }
@@ -125,7 +129,7 @@ impl Limits {
         self.check_ttl(r.ttl_ms)?;
         if r.if_absent && r.if_mod_revision.is_some_and(|m| m != 0) {
             return Err(KvError::invalid(
-                "conflicting_conditions",
+                ErrorCode::ConflictingConditions,
                 "if_absent and a non-zero if_mod_revision can never both hold",
             ));
         }
@@ -150,7 +154,7 @@ impl Limits {
     pub fn check_batch_totals(&self, what: &str, ops: usize, bytes: usize) -> Result<(), KvError> {
         if ops > self.max_batch_ops {
             return Err(KvError::too_large(
-                "too_many_ops",
+                ErrorCode::TooManyOps,
                 format!(
                     "{what} has {ops} operations; the limit is {} (max-batch-ops)",
                     self.max_batch_ops
@@ -159,7 +163,7 @@ impl Limits {
         }
         if bytes > self.max_batch_bytes {
             return Err(KvError::too_large(
-                "batch_too_large",
+                ErrorCode::BatchTooLarge,
                 format!(
                     "{what} carries {bytes} bytes of keys and values; the limit is {} bytes (max-batch-bytes)",
                     self.max_batch_bytes

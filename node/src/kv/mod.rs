@@ -11,6 +11,7 @@ pub mod forward;
 mod limits;
 mod scan;
 
+use cairn_proto::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -778,7 +779,7 @@ impl KvStore {
         }
         if let Some(bad) = listed.iter().find(|&&s| s >= count) {
             return Err(KvError::invalid(
-                "bad_shard",
+                ErrorCode::BadShard,
                 format!("shard {bad} does not exist (the cluster has {count} shards)"),
             ));
         }
@@ -922,7 +923,7 @@ fn snap_iter<'a>(
 /// never reach.
 fn cross_shard_token() -> KvError {
     KvError::invalid(
-        "min_revision_cross_shard",
+        ErrorCode::MinRevisionCrossShard,
         "min_revision is a per-shard token: it applies to Get and to a BatchGet whose keys share one shard, not to Scan or multi-shard BatchGet",
     )
 }

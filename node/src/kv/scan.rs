@@ -6,6 +6,7 @@
 //! per page. The page token is the last key returned; the next page starts
 //! just after it.
 
+use cairn_proto::ErrorCode;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
@@ -44,13 +45,13 @@ impl ScanPlan {
     pub fn new(req: &pb::ScanRequest, limits: &Limits) -> Result<Self, KvError> {
         if !req.prefix.is_empty() && (!req.start.is_empty() || !req.end.is_empty()) {
             return Err(KvError::invalid(
-                "bad_range",
+                ErrorCode::BadRange,
                 "give either a prefix or a start/end range, not both",
             ));
         }
         if req.limit > limits.max_scan_limit {
             return Err(KvError::invalid(
-                "limit_too_large",
+                ErrorCode::LimitTooLarge,
                 format!(
                     "scan limit {} exceeds the maximum of {} (max-scan-limit)",
                     req.limit, limits.max_scan_limit
@@ -67,13 +68,13 @@ impl ScanPlan {
             && *e < start
         {
             return Err(KvError::invalid(
-                "bad_range",
+                ErrorCode::BadRange,
                 "scan end is before its start",
             ));
         }
         if !req.page_token.is_empty() {
             let last = decode_token(&req.page_token)
-                .map_err(|e| KvError::invalid("bad_page_token", e.to_string()))?;
+                .map_err(|e| KvError::invalid(ErrorCode::BadPageToken, e.to_string()))?;
             let mut after = last.to_vec();
             after.push(0);
             if after > start {

@@ -497,7 +497,9 @@ fn is_removed(status: &tonic::Status) -> bool {
         && status
             .metadata()
             .get(crate::api::status::ERROR_CODE_METADATA)
-            .is_some_and(|v| v.as_bytes() == b"node_removed")
+            .is_some_and(|v| {
+                v.as_bytes() == cairn_proto::ErrorCode::NodeRemoved.as_str().as_bytes()
+            })
 }
 
 /// Serves `router` on `listener` until `stop` fires, then drains.
