@@ -185,29 +185,10 @@ impl Args {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
+/// Parses a duration flag in Cairn's one grammar (Go's: `30s`, `500ms`,
+/// `1.5s`, `1m30s`; a bare number means seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?}; use ms, s, m or h"
-            ));
-        }
-    };
-    Duration::try_from_secs_f64(n * scale).map_err(|e| format!("{s:?}: {e}"))
+    cairn_client::duration::parse(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

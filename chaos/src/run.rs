@@ -616,8 +616,13 @@ fn fenced_restart(spec: NodeSpec, addrs: [SocketAddr; 3]) -> Result<String, Stri
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
+            let log = p.stderr();
             p.kill();
-            Err("a removed node restarted without --join kept running for 60 s".into())
+            let tail: Vec<&str> = log.lines().rev().take(6).collect();
+            Err(format!(
+                "a removed node restarted without --join kept running for 60 s; its log ends: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            ))
         }
     }
 }

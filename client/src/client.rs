@@ -11,6 +11,7 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use cairn_keyspace::ShardId;
+use cairn_keyspace::batch_get;
 use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
 use cairn_proto::ERROR_CODE_METADATA;
 
@@ -351,32 +352,18 @@ impl Client {
                 .await;
         }
         let parts = groups.iter().map(|g| {
-            let sub = pb::BatchGetRequest {
-                keys: g.members.iter().map(|&i| request.keys[i].clone()).collect(),
-                read: request.read,
-            };
             self.call(
                 g.target(),
-                sub,
+                batch_get::part(&request, &g.members),
                 |mut kv, r| async move { kv.batch_get(r).await },
             )
         });
         let responses = futures::future::try_join_all(parts).await?;
-        let mut results = vec![pb::BatchGetResult::default(); request.keys.len()];
-        let mut revision = 0;
-        for (g, resp) in groups.into_iter().zip(responses) {
-            if resp.results.len() != g.members.len() {
-                return Err(ClientError::UnexpectedResponse(format!(
-                    "batch_get returned {} results for {} keys",
-                    resp.results.len(),
-                    g.members.len()
-                )));
-            }
-            revision = revision.max(resp.header.map_or(0, |h| h.revision));
-            for (i, r) in g.members.into_iter().zip(resp.results) {
-                results[i] = r;
-            }
-        }
+        let (results, revision) = batch_get::merge(
+            request.keys.len(),
+            groups.into_iter().map(|g| g.members).zip(responses),
+        )
+        .map_err(|e| ClientError::UnexpectedResponse(format!("batch_get: {e}")))?;
         Ok(pb::BatchGetResponse {
             header: Some(pb::ResponseHeader {
                 revision,

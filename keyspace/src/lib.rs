@@ -3,11 +3,13 @@
 //! A node and a smart client have to compute the same shard for a key (so
 //! the client can send a request straight to that shard's leader) and read
 //! the same scan page tokens (so a scan split over several nodes can be
-//! merged and continued anywhere). Keeping both rules in this one small crate
+//! merged and continued anywhere), and split and merge a BatchGet the same
+//! way. Keeping both rules in this one small crate
 //! means they cannot drift apart.
 
 #![warn(missing_docs)]
 
+pub mod batch_get;
 pub mod scan_page;
 mod shard;
 

@@ -254,7 +254,7 @@ pub struct PlaygroundArgs {
 /// Expiry options shared by `put` and `update`.
 #[derive(Debug, Args)]
 pub struct TtlArgs {
-    /// Expire the key after this long (500ms, 30s, 5m, 2h, 1d; plain number = seconds).
+    /// Expire the key after this long (500ms, 30s, 1h30m, 1d; plain number = seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_ttl, conflicts_with = "keep_ttl")]
     pub ttl: Option<Duration>,
     /// Keep the key's current expiry instead of clearing it.

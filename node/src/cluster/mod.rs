@@ -827,17 +827,24 @@ impl Cluster {
     }
 
     /// Stops every group.
-    pub async fn shutdown(&self) {
-        let groups: Vec<ShardRaftHandle> = self
+    pub async fn shutdown(&self, limit: Duration) {
+        let groups: Vec<(ShardId, ShardRaftHandle)> = self
             .groups
             .read()
-            .map(|g| g.values().cloned().collect())
+            .map(|g| g.iter().map(|(s, h)| (*s, h.clone())).collect())
             .unwrap_or_default();
-        for g in groups {
-            if let Err(e) = g.shutdown().await {
-                tracing::warn!(error = %e, "stopping a raft group");
+        // All groups stop together, within one bound: a group whose storage
+        // is stuck (a full disk) must not hold the process.
+        let stops = groups.into_iter().map(|(shard, g)| async move {
+            match tokio::time::timeout(limit, g.shutdown()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(shard, error = %e, "stopping a raft group"),
+                Err(_) => {
+                    tracing::warn!(shard, "a raft group did not stop within the grace period")
+                }
             }
-        }
+        });
+        futures::future::join_all(stops).await;
     }
 }
 

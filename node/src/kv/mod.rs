@@ -15,6 +15,7 @@ use cairn_proto::ErrorCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_keyspace::batch_get;
 use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
 use cairn_proto::kv::v1 as pb;
 use rocksdb::ReadOptions;
@@ -513,12 +514,8 @@ impl KvStore {
                 .filter(|&i| set.binary_search(&shards[i]).is_ok())
                 .collect()
         };
-        let sub = |pos: &[usize]| pb::BatchGetRequest {
-            keys: pos.iter().map(|&i| req.keys[i].clone()).collect(),
-            read: req.read,
-        };
         let local_pos = positions(local);
-        let local_req = sub(&local_pos);
+        let local_req = batch_get::part(req, &local_pos);
         let local_shards: Vec<ShardId> = local_pos.iter().map(|&i| shards[i]).collect();
         let local_part = async {
             if local_pos.is_empty() {
@@ -533,30 +530,17 @@ impl KvStore {
             remote
                 .iter()
                 .zip(&remote_pos)
-                .map(|(r, pos)| forward::batch_get(cluster, &r.to, sub(pos))),
+                .map(|(r, pos)| forward::batch_get(cluster, &r.to, batch_get::part(req, pos))),
         );
         let (local_resp, remote_resps) =
             futures::future::try_join(local_part, remote_parts).await?;
 
-        let mut results = vec![pb::BatchGetResult::default(); req.keys.len()];
-        let mut revision = 0;
         let parts = local_resp
             .map(|r| (local_pos, r))
             .into_iter()
             .chain(remote_pos.into_iter().zip(remote_resps));
-        for (pos, resp) in parts {
-            if resp.results.len() != pos.len() {
-                return Err(KvError::Storage(format!(
-                    "a node answered {} results for {} keys",
-                    resp.results.len(),
-                    pos.len()
-                )));
-            }
-            revision = revision.max(resp.header.map_or(0, |h| h.revision));
-            for (i, r) in pos.into_iter().zip(resp.results) {
-                results[i] = r;
-            }
-        }
+        let (results, revision) =
+            batch_get::merge(req.keys.len(), parts).map_err(|e| KvError::Storage(e.to_string()))?;
         Ok(pb::BatchGetResponse {
             header: Some(self.header(revision, None)),
             results,

@@ -79,7 +79,8 @@ pub struct RunningNode {
     fatal: watch::Receiver<Option<String>>,
     grace: Duration,
     servers: Vec<(&'static str, JoinHandle<Result<(), String>>)>,
-    background: Vec<JoinHandle<()>>,
+    /// Named, so a task that outlives the shutdown bound can be reported.
+    background: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 fn local(l: &TcpListener, what: &'static str, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
@@ -263,12 +264,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         serve_http(metrics_l, ops_router, stop_rx.clone()),
     ));
 
-    let mut background = vec![tokio::spawn(crate::reaper::run(
-        store.clone(),
-        metrics.clone(),
-        Duration::from_millis(config.ttl_reap_interval_ms.max(10)),
-        stop_rx.clone(),
-    ))];
+    let mut background = vec![(
+        "ttl reaper",
+        tokio::spawn(crate::reaper::run(
+            store.clone(),
+            metrics.clone(),
+            Duration::from_millis(config.ttl_reap_interval_ms.max(10)),
+            stop_rx.clone(),
+        )),
+    )];
     if let Some(c) = &cluster {
         if let Some(record) = &new_cluster {
             c.bootstrap(record, clock.now_ms()).await?;
@@ -294,41 +298,53 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             config.join.clone()
         };
         if !seeds.is_empty() {
-            background.push(tokio::spawn(join_until_admitted(
+            background.push((
+                "join",
+                tokio::spawn(join_until_admitted(
+                    c.clone(),
+                    seeds,
+                    grpc_addr,
+                    stop_rx.clone(),
+                    fatal_tx.clone(),
+                )),
+            ));
+        }
+        background.push((
+            "fence watch",
+            tokio::spawn(crate::cluster::fence::watch(
                 c.clone(),
-                seeds,
-                grpc_addr,
+                crate::cluster::fence::WATCH_INTERVAL,
                 stop_rx.clone(),
                 fatal_tx.clone(),
-            )));
-        }
-        background.push(tokio::spawn(crate::cluster::fence::watch(
-            c.clone(),
-            crate::cluster::fence::WATCH_INTERVAL,
-            stop_rx.clone(),
-            fatal_tx.clone(),
-        )));
-        background.push(tokio::spawn(crate::cluster::heartbeat::run(
-            c.clone(),
-            Duration::from_millis(config.raft.heartbeat_interval_ms),
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(crate::cluster::reconciler::run(
-            c.clone(),
-            stop_rx.clone(),
-        )));
-        background.push(tokio::spawn(crate::cluster::replica_gc::run(
-            c.clone(),
-            stop_rx.clone(),
-        )));
-        if let Some(admin) = admin_service {
-            background.push(tokio::spawn(crate::cluster::balancer::run(
+            )),
+        ));
+        background.push((
+            "heartbeat",
+            tokio::spawn(crate::cluster::heartbeat::run(
                 c.clone(),
-                admin,
-                config.rebalance,
-                clock.clone(),
+                Duration::from_millis(config.raft.heartbeat_interval_ms),
                 stop_rx.clone(),
-            )));
+            )),
+        ));
+        background.push((
+            "reconciler",
+            tokio::spawn(crate::cluster::reconciler::run(c.clone(), stop_rx.clone())),
+        ));
+        background.push((
+            "replica gc",
+            tokio::spawn(crate::cluster::replica_gc::run(c.clone(), stop_rx.clone())),
+        ));
+        if let Some(admin) = admin_service {
+            background.push((
+                "balancer",
+                tokio::spawn(crate::cluster::balancer::run(
+                    c.clone(),
+                    admin,
+                    config.rebalance,
+                    clock.clone(),
+                    stop_rx.clone(),
+                )),
+            ));
         }
     }
     drop(stop_rx);
@@ -599,11 +615,20 @@ impl RunningNode {
                 ),
             }
         }
-        for task in self.background {
-            let _ = task.await;
+        // Background loops watch `stop`; one stuck in a call to a peer or
+        // the disk must not keep the process alive (a fenced node has to go).
+        let deadline = tokio::time::Instant::now() + self.grace;
+        for (what, mut task) in self.background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                tracing::warn!(
+                    task = what,
+                    "background task did not stop within the grace period; aborted"
+                );
+                task.abort();
+            }
         }
         if let Some(c) = self.store.cluster() {
-            c.shutdown().await;
+            c.shutdown(self.grace).await;
         }
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || store.close()).await;

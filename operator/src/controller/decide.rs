@@ -110,32 +110,10 @@ pub struct Decision {
     pub requeue: Duration,
 }
 
-/// Parses a Go-style duration (`90s`, `5m`, `1h30m`, `500ms`).
+/// Parses a `KVCluster` duration field in Cairn's one grammar (Go's:
+/// `90s`, `5m`, `1h30m`, `500ms`); the CRD's pattern admits a subset of it.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let value: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit, len) = if rest.starts_with("ms") {
-            (Duration::from_millis(1), 2)
-        } else if rest.starts_with('s') {
-            (Duration::from_secs(1), 1)
-        } else if rest.starts_with('m') {
-            (Duration::from_secs(60), 1)
-        } else if rest.starts_with('h') {
-            (Duration::from_secs(3600), 1)
-        } else {
-            return None;
-        };
-        total += unit.checked_mul(u32::try_from(value).ok()?)?;
-        rest = &rest[len..];
-    }
-    Some(total)
+    cairn_client::duration::parse(text).ok()
 }
 
 fn elapsed(since: Timestamp, now: Timestamp) -> Duration {
