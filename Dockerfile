@@ -15,7 +15,7 @@ COPY . .
 # bindgen, protoc, a C++ compiler), installed by the same script.
 RUN ./scripts/prereqs.sh \
  && CARGO_TARGET_DIR=/target cargo build --release --locked \
-      -p cairn-node -p cairn-client -p cairn-operator \
+      -p cairn-node -p cairnctl -p cairn-operator \
       --bin cairn-node --bin cairnctl --bin cairn-operator \
  && mkdir -p /out \
  && cp /target/release/cairn-node /target/release/cairnctl /target/release/cairn-operator /out/

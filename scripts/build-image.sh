@@ -46,7 +46,7 @@ if [ "${PREBUILT:-0}" = 1 ]; then
   done
 else
   echo "== cargo build ${flag[*]} (cairn-node, cairnctl, cairn-operator)"
-  cargo build "${flag[@]}" --locked -p cairn-node -p cairn-client -p cairn-operator \
+  cargo build "${flag[@]}" --locked -p cairn-node -p cairnctl -p cairn-operator \
     --bin cairn-node --bin cairnctl --bin cairn-operator
 fi
 

@@ -8,7 +8,6 @@
 //! [`targets`] (the systems), [`runner`] (load and run phases),
 //! [`histogram`] (latency recording and the [`histogram::report::Report`]),
 //! [`progress`] (the stderr progress line).
-#![warn(missing_docs)]
 
 pub mod cli;
 pub mod distribution;

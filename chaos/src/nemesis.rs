@@ -1,5 +1,5 @@
 //! The nemesis: a seeded schedule of faults, and their injection into a
-//! cluster of real `cairn-node` processes on a [`Network`].
+//! cluster of real `cairn-node` processes on a [`crate::network::Network`].
 
 use std::fmt;
 use std::str::FromStr;

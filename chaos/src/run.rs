@@ -14,7 +14,7 @@ use cairn_chaos::history::{Consistency, History, Input, Output, Via};
 use cairn_chaos::nemesis::{self, ChurnStep, Fault, FaultKind, Split, Target};
 use cairn_chaos::network::{self, Network};
 use cairn_chaos::workload::{Endpoints, Recorder, Worker};
-use cairn_client::{Client, ClientOptions};
+use cairn_client::{Client, ClientOptions, NodeAction};
 use cairn_proto::admin::v1 as apb;
 use cairn_proto::kv::v1 as pb;
 use cairn_testkit::cluster::{ClusterSpec, LocalCluster, NodeHost, admin};
@@ -537,10 +537,6 @@ async fn remove_one(
         (victim, peer)
     };
     let idx = |id: u64| id as usize - 1;
-    let request = apb::NodeRequest {
-        node_id: victim,
-        force: false,
-    };
     let deadline = Instant::now() + Duration::from_secs(90);
     // Drain, wait until it holds nothing, remove (retrying while the meta
     // leadership moves).
@@ -548,21 +544,18 @@ async fn remove_one(
         let s = shared.lock().await;
         let mut a = admin(&s.cluster.nodes[idx(peer)]).await?;
         drop(s);
-        let drained = a.drain_node(request).await;
-        let status = a
-            .cluster_status(apb::ClusterStatusRequest {})
-            .await?
-            .into_inner();
+        let drained = a.node(victim, NodeAction::Drain).await;
+        let status = a.cluster_status().await?;
         let held = status
             .shards
             .iter()
             .filter(|sh| sh.replicas.iter().any(|r| r.node_id == victim))
             .count();
-        if drained.is_ok() && held == 0 && a.remove_node(request).await.is_ok() {
+        if drained.is_ok() && held == 0 && a.node(victim, NodeAction::Remove).await.is_ok() {
             break;
         }
         if Instant::now() > deadline {
-            let _ = a.cancel_drain(request).await;
+            let _ = a.node(victim, NodeAction::CancelDrain).await;
             return Ok(format!(
                 "node {victim} did not drain within 90 s ({held} replicas left); drain cancelled"
             ));

@@ -6,6 +6,7 @@
 //!
 //! Needs root (network namespaces and a tmpfs per node), like the rest of
 //! the chaos suite.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

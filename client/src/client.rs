@@ -15,6 +15,7 @@ use cairn_keyspace::batch_get;
 use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
 use cairn_proto::ERROR_CODE_METADATA;
 
+use crate::admin::Admin;
 use crate::backoff::Backoff;
 use crate::endpoint;
 use crate::error::{ClientError, ConnectFailure};
@@ -256,9 +257,16 @@ impl Client {
         stub(self.lock_current().channel.clone())
     }
 
-    /// A raw `cairn.admin.v1.Admin` stub on the current connection.
-    pub fn admin(&self) -> cairn_proto::admin::v1::admin_client::AdminClient<Channel> {
-        cairn_proto::admin::v1::admin_client::AdminClient::new(self.lock_current().channel.clone())
+    /// The admin API (`cairn.admin.v1.Admin`) on the current connection.
+    /// Its calls are not retried (see [`Admin`]).
+    pub fn admin(&self) -> Admin {
+        let current = self.lock_current();
+        let name = self
+            .inner
+            .targets
+            .get(current.index)
+            .map_or_else(String::new, |t| t.name.clone());
+        Admin::on_channel(current.channel.clone(), name)
     }
 
     /// Wraps `message` in a [`tonic::Request`] carrying the client's bearer
@@ -450,8 +458,18 @@ impl Client {
             self.call(g.target(), sub, |mut kv, r| async move { kv.scan(r).await })
         });
         let responses = futures::future::try_join_all(parts).await?;
+        // With no limit each part got the server's default page size; only a
+        // part cut short (`next_page_token` set) shows what that size is, and
+        // without one nothing needs cutting (taking the longest part's length
+        // instead cut pages short for no reason: a 10-key range over three
+        // leaders came back as 7 keys and a token).
         let limit = match request.limit {
-            0 => responses.iter().map(|r| r.kvs.len()).max().unwrap_or(1),
+            0 => responses
+                .iter()
+                .filter(|r| !r.next_page_token.is_empty())
+                .map(|r| r.kvs.len())
+                .max()
+                .unwrap_or(usize::MAX),
             n => n as usize,
         };
         let mut revision = 0;

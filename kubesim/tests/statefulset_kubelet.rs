@@ -4,6 +4,7 @@
 //!
 //! Each test runs its own API server, controller and kubelet, with its own
 //! range of pod addresses so tests can run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::apply::{Applied, ApplyError, ApplyGroup, Command, ShardProgress, ShardState};
 use crate::metrics::Metrics;
-use crate::partition::ShardId;
-use crate::state_machine::{Applied, ApplyError, ApplyGroup, Command, ShardState};
 use crate::storage::{Engine, StorageError};
 
 /// Most commands one group commit takes.
@@ -40,59 +39,6 @@ pub enum CommitError {
 struct Proposal {
     cmd: Command,
     reply: oneshot::Sender<Result<Applied, CommitError>>,
-}
-
-/// Published revision of every shard; readers wait on it for `min_revision`.
-#[derive(Debug)]
-pub struct ShardProgress {
-    revisions: Vec<watch::Sender<u64>>,
-}
-
-impl ShardProgress {
-    /// Progress starting from the shards' current `states`.
-    pub fn new(states: &[ShardState]) -> Self {
-        Self {
-            revisions: states
-                .iter()
-                .map(|s| watch::Sender::new(s.revision))
-                .collect(),
-        }
-    }
-
-    /// The last durable revision of `shard`.
-    pub fn revision(&self, shard: ShardId) -> u64 {
-        self.revisions
-            .get(shard as usize)
-            .map_or(0, |s| *s.borrow())
-    }
-
-    /// Publishes that `shard` has durably reached `revision` (never goes back).
-    pub fn publish(&self, shard: ShardId, revision: u64) {
-        if let Some(tx) = self.revisions.get(shard as usize) {
-            tx.send_if_modified(|r| {
-                let changed = *r != revision;
-                *r = revision;
-                changed
-            });
-        }
-    }
-
-    /// Waits until `shard` has reached `revision`; `false` on timeout.
-    pub async fn wait_for(
-        &self,
-        shard: ShardId,
-        revision: u64,
-        timeout: std::time::Duration,
-    ) -> bool {
-        let Some(tx) = self.revisions.get(shard as usize) else {
-            return false;
-        };
-        let mut rx = tx.subscribe();
-        matches!(
-            tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision)).await,
-            Ok(Ok(_))
-        )
-    }
 }
 
 /// Handle to the writer thread.

@@ -16,6 +16,8 @@ use openraft::entry::EntryPayload;
 use prost::Message as _;
 
 use crate::api::http::{GatewayRequest, decode_request, store_key};
+use crate::apply::dedup::DedupRecord;
+use crate::apply::{Command, CommandOp, ShardState};
 use crate::kv::Limits;
 use crate::kv::command::{Proposal, batch_command, single_command, txn_command};
 use crate::partition::ShardCount;
@@ -24,8 +26,6 @@ use crate::raft::log_store::{decode, encode};
 use crate::raft::snapshot::{Header, Step, StreamCheck};
 use crate::raft::types::ShardRequest;
 use crate::server::config::Config;
-use crate::state_machine::dedup::DedupRecord;
-use crate::state_machine::{Command, CommandOp, ShardState};
 use crate::storage::record::{HEADER_LEN, RECORD_FORMAT_V1, Record, decode_meta};
 
 /// A target's property check: panics when the input breaks a property.
@@ -221,7 +221,7 @@ pub fn kv_command(data: &[u8]) {
         assert!(!k.is_empty() && k.len() <= limits.max_key_bytes);
         assert_eq!(shards.shard_for_key(k), p.shard, "every key in the shard");
     }
-    assert!(p.request_id.len() <= crate::state_machine::dedup::MAX_REQUEST_ID_BYTES);
+    assert!(p.request_id.len() <= crate::apply::dedup::MAX_REQUEST_ID_BYTES);
     let cmd = Command {
         shard: p.shard,
         now_ms: u64::from(*shape) << 40,

@@ -1,15 +1,18 @@
 //! `cairn-node`: the Cairn storage node.
 //!
 //! Layers, bottom up (imports only point down):
-//! [`storage`] (RocksDB, on-disk formats) → [`state_machine`] (deterministic
-//! apply of write commands) → [`commit`] (group commit) → [`kv`] (the
-//! key-value service: limits, routing to shards, reads) → [`api`] (gRPC and
-//! HTTP front ends) → [`server`] (config, startup, shutdown).
-#![deny(clippy::unwrap_used, clippy::expect_used)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
-#![warn(missing_docs)]
+//! [`storage`] (RocksDB, on-disk formats) → [`apply`] (deterministic apply
+//! of write commands) → [`commit`] (the standalone node's group commit) and
+//! [`raft`] (one openraft group per shard: log, state machine, snapshots,
+//! transport) → [`cluster`] (the groups a node hosts, membership, placement
+//! and balancing, failure handling) → [`kv`] (the key-value service: limits,
+//! routing to shards, reads) → [`api`] (gRPC and HTTP front ends) →
+//! [`server`] (config, startup, join, shutdown). [`partition`] re-exports
+//! the hash-sharding rule of `cairn-keyspace`; [`reaper`] removes expired
+//! keys; [`metrics`] and [`clock`] are used by every layer.
 
 pub mod api;
+pub mod apply;
 pub mod clock;
 pub mod cluster;
 pub mod commit;
@@ -21,5 +24,4 @@ pub mod partition;
 pub mod raft;
 pub mod reaper;
 pub mod server;
-pub mod state_machine;
 pub mod storage;

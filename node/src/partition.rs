@@ -1,4 +1,5 @@
-//! Hash partitioning: which shard owns a key (the rule lives in
-//! `cairn-keyspace`, shared with clients that route by shard).
+//! Re-exports of the hash-partitioning rule, which lives in
+//! `cairn-keyspace` (shared with clients that route by shard): node code
+//! names it `crate::partition`.
 
 pub use cairn_keyspace::{MAX_SHARDS, ShardCount, ShardId, hash_part};

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use rocksdb::ReadOptions;
 
+use crate::apply::{CommandOp, CommandOutput, DueKey};
 use crate::kv::KvStore;
 use crate::metrics::Metrics;
-use crate::state_machine::{CommandOp, CommandOutput, DueKey};
 use crate::storage::CF_TTL;
 use crate::storage::keys::{split_ttl_key, ttl_key};
 

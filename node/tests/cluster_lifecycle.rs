@@ -2,6 +2,7 @@
 //! (every replica and leadership moves off, no acknowledged write is lost),
 //! removed, and fenced when it comes back; a lost node replaced from the
 //! surviving replicas; unsafe requests are refused and change nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -95,7 +96,7 @@ async fn a_drained_node_under_load_is_removed_and_fenced() {
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(client.clone(), "drain", 6, stop.clone(), acked.clone());
 
-    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
     let r = a
         .drain_node(apb::NodeRequest {
             node_id: 4,
@@ -204,7 +205,7 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
 
     // Node 4 is lost.
     cluster.nodes[3].kill();
-    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
     let r = a
         .replace_node(apb::NodeRequest {
             node_id: 4,
@@ -289,7 +290,7 @@ async fn a_lost_node_is_replaced_from_the_surviving_replicas() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn evacuated_leaderships_stay_away_until_restored() {
     let cluster = LocalCluster::start(ClusterSpec::new(3, 16)).await.unwrap();
-    let mut a = admin(&cluster.nodes[2]).await.unwrap();
+    let mut a = admin(&cluster.nodes[2]).await.unwrap().into_stub();
     let wait_for = |want: fn(usize) -> bool, what: &'static str| {
         let cluster = &cluster;
         async move {
@@ -332,7 +333,7 @@ async fn evacuated_leaderships_stay_away_until_restored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rebalance_status_shows_progress_and_a_stall_with_its_cause() {
     let mut cluster = LocalCluster::start(ClusterSpec::new(4, 16)).await.unwrap();
-    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
     let status = |stall_after_seconds| apb::RebalanceStatusRequest {
         stall_after_seconds,
     };
@@ -395,7 +396,8 @@ async fn a_drain_resumes_after_the_meta_leader_dies_mid_way() {
     let draining = if meta_leader == 5 { 4 } else { 5 };
     let mut a = admin(&cluster.nodes[(meta_leader - 1) as usize])
         .await
-        .unwrap();
+        .unwrap()
+        .into_stub();
     a.drain_node(apb::NodeRequest {
         node_id: draining,
         ..Default::default()
@@ -443,7 +445,7 @@ async fn a_drain_resumes_after_the_meta_leader_dies_mid_way() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsafe_lifecycle_requests_are_refused_and_change_nothing() {
     let cluster = LocalCluster::start(ClusterSpec::new(3, 8)).await.unwrap();
-    let mut a = admin(&cluster.nodes[1]).await.unwrap();
+    let mut a = admin(&cluster.nodes[1]).await.unwrap().into_stub();
     let before = cluster.status().await.unwrap();
 
     // Draining would leave fewer nodes than RF 3.
@@ -533,7 +535,7 @@ async fn a_rebalance_can_be_paused_cancelled_and_resumed() {
             .await
             .expect("load");
     }
-    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
     let status = async |a: &mut apb::admin_client::AdminClient<tonic::transport::Channel>| {
         a.rebalance_status(apb::RebalanceStatusRequest::default())
             .await
@@ -649,7 +651,7 @@ async fn a_drain_without_room_on_the_other_nodes_is_refused() {
             .await
             .expect("load");
     }
-    let mut a = admin(&cluster.nodes[0]).await.unwrap();
+    let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
     let err = a
         .drain_node(apb::NodeRequest {
             node_id: 4,

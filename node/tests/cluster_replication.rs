@@ -1,7 +1,8 @@
 //! A replicated cluster of real `cairn-node` processes on loopback: the KV
-//! conformance suite through every node, leader failover under load with a
+//! conformance suite through every node and through the smart client, leader failover under load with a
 //! check of every acknowledged write, whole-cluster crash and restart,
 //! catch-up of a lagging replica by snapshot, and the idle cost of many shards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 mod common;
 
@@ -23,6 +24,10 @@ async fn conformance_suite_passes_through_every_node() {
     for endpoint in cluster.endpoints() {
         conformance::run_all(&endpoint).await;
     }
+    // And through the smart client, which routes each request to its
+    // shard's leader and splits multi-shard reads.
+    let client = Client::connect(&cluster.endpoints()).await.unwrap();
+    conformance::run_all_with(client).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 //! what it does not hold), the smart client sends each request to its
 //! shard's leader and splits reads across leaders, and a write whose
 //! response was lost is retried at another node and applied once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,16 +7,17 @@
 //! `CAIRN_WRITE_FUZZ_SEEDS=1 cargo nextest run -p cairn-node --test fuzz_corpus`
 //! (re)writes them into `fuzz/corpus/`, and without it the test checks that
 //! every seed is committed unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use cairn_node::apply::dedup::{DedupRecord, EncodedOutput};
+use cairn_node::apply::{ApplyError, Command, CommandOp, DueKey, ShardState};
 use cairn_node::fuzzing::{HTTP_METHODS, TARGETS};
 use cairn_node::raft::log_store::encode;
 use cairn_node::raft::snapshot::{DATA_SST, DEDUP_SST, Manifest, SnapshotFile, TTL_SST};
 use cairn_node::raft::{ShardRaft, ShardRequest};
-use cairn_node::state_machine::dedup::{DedupRecord, EncodedOutput};
-use cairn_node::state_machine::{ApplyError, Command, CommandOp, DueKey, ShardState};
 use cairn_node::storage::record::{Record, RecordMeta};
 use cairn_proto::kv::v1 as pb;
 use cairn_proto::raft::v1 as rpb;

@@ -6,6 +6,7 @@
 //! revisions bumped once per command that changes a key, etcd-style
 //! create/mod revisions and versions, expiry at `now + ttl`, all-or-nothing
 //! batches and transactions.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

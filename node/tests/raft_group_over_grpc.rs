@@ -3,11 +3,13 @@
 //! it elects a leader, replicates a committed write to every replica's data,
 //! and when the leader dies the survivors elect a new one and keep accepting
 //! writes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_node::apply::{Command, CommandOp};
 use cairn_node::raft::ShardRequest;
 use cairn_node::raft::log_store::ShardLogStore;
 use cairn_node::raft::network::{
@@ -15,7 +17,6 @@ use cairn_node::raft::network::{
 };
 use cairn_node::raft::state_machine::ShardStateMachine;
 use cairn_node::raft::types::EncodedOutput;
-use cairn_node::state_machine::{Command, CommandOp};
 use cairn_node::storage::keys::data_key;
 use cairn_node::storage::record::Record;
 use cairn_node::storage::{CF_DATA, Engine, EngineOptions, SyncMode};

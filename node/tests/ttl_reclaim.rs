@@ -2,6 +2,7 @@
 //! them (and their expiry-index entries) through the state machine, and the
 //! compaction filter drops any the reaper has not reached — without ever
 //! changing a revision.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::Arc;
 
@@ -138,7 +139,7 @@ async fn compaction_filter_drops_expired_records_without_touching_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_forgotten_after_retention_and_compacted_away() {
-    use cairn_node::state_machine::dedup::RETENTION_MS;
+    use cairn_node::apply::dedup::RETENTION_MS;
     use cairn_node::storage::CF_META;
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));

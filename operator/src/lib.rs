@@ -10,8 +10,6 @@
 //! - [`metrics`]: the operator's own Prometheus metrics;
 //! - [`health_check`]: `--check-health`, the probe the Helm chart's test runs.
 
-#![deny(clippy::unwrap_used, missing_docs)]
-
 pub mod builders;
 pub mod controller;
 pub mod crd;

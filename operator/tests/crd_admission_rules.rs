@@ -10,6 +10,7 @@
 //!   append-only) only run on an update, comparing with the stored object.
 //!   The same holds for the power-of-two rule on `shards`, the rule
 //!   `replicationFactor <= nodes`, the `config` key rules and the name length.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use kube::CustomResourceExt;
 use serde_json::Value;

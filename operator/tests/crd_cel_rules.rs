@@ -2,6 +2,7 @@
 //! evaluated as an apiserver would on create and on update (`oldSelf`
 //! transition rules included): the specs users may write are accepted, the
 //! rest refused with the rule's message.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,5 @@
 //! The committed `crds/kvcluster.yaml` is exactly what the code generates.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use kube::CustomResourceExt;
 

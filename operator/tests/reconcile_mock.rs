@@ -2,6 +2,7 @@
 //! request in order — the exact calls for a new cluster, the start of a
 //! scale-out and the first step of a scale-in — and a recording stand-in for
 //! the Cairn admin API.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::sync::{Arc, Mutex};
 

@@ -2,6 +2,7 @@
 //! accepted by the CRD's structural schema and its CEL rules as an apiserver
 //! would check them on create, and readable by the operator. The Helm
 //! chart's copy of the CRD is the committed one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
 //! The KV API conformance suite: every method of `cairn.kv.v1.KV` and every
-//! documented error, checked against a live endpoint. Run it against any
-//! topology or front end that claims to serve the API: each check uses keys
-//! under its own random prefix, so runs can share a server.
+//! documented error, checked through any front end that implements
+//! [`KvApi`] — the raw gRPC stub against any node of any topology, or the
+//! smart client. Each check uses keys under its own random prefix, so runs
+//! can share a server.
 
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,10 @@ use pb::kv_client::KvClient;
 use tonic::Code;
 use tonic::transport::Channel;
 
+pub use crate::kv_api::KvApi;
 use crate::unique_prefix;
 
-/// A client for the suite.
+/// The raw gRPC stub, the suite's reference front end.
 pub type Kv = KvClient<Channel>;
 
 /// Connects to `endpoint` (`http://HOST:PORT`).
@@ -28,9 +30,13 @@ pub async fn connect(endpoint: &str) -> Kv {
         .max_encoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
 }
 
-/// Runs every check of the suite against `endpoint`.
+/// Runs every check of the suite against the gRPC endpoint `endpoint`.
 pub async fn run_all(endpoint: &str) {
-    let kv = connect(endpoint).await;
+    run_all_with(connect(endpoint).await).await;
+}
+
+/// Runs every check of the suite through `kv`, any front end of the API.
+pub async fn run_all_with<K: KvApi>(kv: K) {
     put_get_and_revisions(kv.clone()).await;
     conditional_puts(kv.clone()).await;
     update_only_if_present(kv.clone()).await;
@@ -63,7 +69,7 @@ pub fn get(key: impl Into<Vec<u8>>) -> pb::GetRequest {
 }
 
 /// Reads `key`'s current value, if any.
-pub async fn value_of(kv: &mut Kv, key: &[u8]) -> Option<pb::KeyValue> {
+pub async fn value_of<K: KvApi>(kv: &mut K, key: &[u8]) -> Option<pb::KeyValue> {
     kv.get(get(key.to_vec()))
         .await
         .expect("get")
@@ -92,7 +98,7 @@ fn expect_code<T: std::fmt::Debug>(
 
 /// Put creates with version 1 and create = mod revision; overwrite keeps
 /// create_revision, raises version and mod_revision; Get returns exactly that.
-pub async fn put_get_and_revisions(mut kv: Kv) {
+pub async fn put_get_and_revisions<K: KvApi>(mut kv: K) {
     let k = format!("{}/k", unique_prefix("put"));
     let r1 = kv.put(put(k.clone(), "v1")).await.unwrap().into_inner();
     let m1 = r1.kv.clone().unwrap();
@@ -131,7 +137,7 @@ pub async fn put_get_and_revisions(mut kv: Kv) {
 
 /// `if_absent` and `if_mod_revision` refuse with FAILED_PRECONDITION and
 /// change nothing; matching conditions write.
-pub async fn conditional_puts(mut kv: Kv) {
+pub async fn conditional_puts<K: KvApi>(mut kv: K) {
     let k = format!("{}/k", unique_prefix("cond"));
     let mut p = put(k.clone(), "first");
     p.if_absent = true;
@@ -165,7 +171,7 @@ pub async fn conditional_puts(mut kv: Kv) {
 }
 
 /// `Update` is NOT_FOUND for a missing key and replaces an existing one.
-pub async fn update_only_if_present(mut kv: Kv) {
+pub async fn update_only_if_present<K: KvApi>(mut kv: K) {
     let k = format!("{}/k", unique_prefix("update"));
     let up = |v: &str| pb::UpdateRequest {
         key: k.clone().into_bytes(),
@@ -184,7 +190,7 @@ pub async fn update_only_if_present(mut kv: Kv) {
 }
 
 /// `Delete` reports whether the key existed; conditions are honoured.
-pub async fn delete_reports_existence(mut kv: Kv) {
+pub async fn delete_reports_existence<K: KvApi>(mut kv: K) {
     let k = format!("{}/k", unique_prefix("delete"));
     let del = |rev: Option<u64>| pb::DeleteRequest {
         key: k.clone().into_bytes(),
@@ -225,7 +231,7 @@ pub async fn delete_reports_existence(mut kv: Kv) {
 }
 
 /// `BatchGet` answers in request order, with misses marked.
-pub async fn batch_get_in_request_order(mut kv: Kv) {
+pub async fn batch_get_in_request_order<K: KvApi>(mut kv: K) {
     let p = unique_prefix("bget");
     for i in 0..5 {
         kv.put(put(format!("{p}/{i}"), format!("v{i}")))
@@ -266,7 +272,7 @@ fn op_put(key: &str, value: &str) -> pb::WriteOp {
 
 /// `Batch` applies all ops with one revision, or none when any op's
 /// condition fails; a batch spanning shards is refused.
-pub async fn batch_is_atomic(mut kv: Kv) {
+pub async fn batch_is_atomic<K: KvApi>(mut kv: K) {
     let tag = unique_prefix("batch");
     let a = format!("{{{tag}}}/a");
     let b = format!("{{{tag}}}/b");
@@ -337,7 +343,7 @@ pub async fn batch_is_atomic(mut kv: Kv) {
 
 /// `Txn` runs the success branch when all compares hold and the failure
 /// branch otherwise; gets inside see the branch's own writes.
-pub async fn txn_branches(mut kv: Kv) {
+pub async fn txn_branches<K: KvApi>(mut kv: K) {
     use pb::compare::{Op, Target};
     let tag = unique_prefix("txn");
     let k = format!("{{{tag}}}/counter");
@@ -424,7 +430,7 @@ pub async fn txn_branches(mut kv: Kv) {
 
 /// `Scan` returns keys in order by prefix or range, honours limits and
 /// keys-only, and pages through everything exactly once.
-pub async fn scan_prefix_range_and_pages(mut kv: Kv) {
+pub async fn scan_prefix_range_and_pages<K: KvApi>(mut kv: K) {
     let p = unique_prefix("scan");
     let mut expected = Vec::new();
     for i in 0..57 {
@@ -506,7 +512,7 @@ pub async fn scan_prefix_range_and_pages(mut kv: Kv) {
 
 /// A key with a TTL is readable until it expires and then invisible to
 /// every read path; `keep_ttl` keeps the expiry across an overwrite.
-pub async fn ttl_hides_expired_keys(mut kv: Kv) {
+pub async fn ttl_hides_expired_keys<K: KvApi>(mut kv: K) {
     let p = unique_prefix("ttl");
     let k = format!("{p}/k");
     let mut req = put(k.clone(), "short-lived");
@@ -559,7 +565,7 @@ pub async fn ttl_hides_expired_keys(mut kv: Kv) {
 
 /// A `min_revision` read succeeds at once for a revision already reached
 /// and times out for one far in the future.
-pub async fn read_your_writes_token(mut kv: Kv) {
+pub async fn read_your_writes_token<K: KvApi>(mut kv: K) {
     let k = format!("{}/k", unique_prefix("ryw"));
     let rev = kv
         .put(put(k.clone(), "v"))
@@ -613,7 +619,7 @@ pub async fn read_your_writes_token(mut kv: Kv) {
 
 /// Every limit is enforced with INVALID_ARGUMENT naming the limit, and a
 /// refused request changes nothing.
-pub async fn limits_and_bad_input(mut kv: Kv) {
+pub async fn limits_and_bad_input<K: KvApi>(mut kv: K) {
     let p = unique_prefix("limits");
     let sentinel = format!("{p}/sentinel");
     let before = kv
@@ -696,12 +702,26 @@ pub async fn limits_and_bad_input(mut kv: Kv) {
         Code::InvalidArgument,
         "10000",
     );
-    let keys = (0..1001).map(|i| format!("{p}/{i}").into_bytes()).collect();
-    expect_code(
-        kv.batch_get(pb::BatchGetRequest { keys, read: None }).await,
-        Code::InvalidArgument,
-        "1000",
-    );
+    let keys: Vec<Vec<u8>> = (0..1001).map(|i| format!("{p}/{i}").into_bytes()).collect();
+    let too_many = kv
+        .batch_get(pb::BatchGetRequest {
+            keys: keys.clone(),
+            read: None,
+        })
+        .await;
+    match too_many {
+        // A front end that splits BatchGet by shard leader sends parts that
+        // are each within the limit: then every key must be answered, in
+        // request order (none of them exists).
+        Ok(r) if kv.splits_batch_get() => {
+            let r = r.into_inner();
+            assert_eq!(r.results.len(), keys.len());
+            assert!(r.results.iter().all(|x| !x.found && x.kv.is_none()));
+        }
+        other => {
+            expect_code(other, Code::InvalidArgument, "1000");
+        }
+    }
     let mut both = put(sentinel.clone(), "x");
     both.if_absent = true;
     both.if_mod_revision = Some(5);
@@ -720,7 +740,7 @@ pub async fn limits_and_bad_input(mut kv: Kv) {
 /// A write retried with the same `request_id` returns its original result
 /// and applies nothing (revision and version prove it), refusals included;
 /// the same id on a different request is refused.
-pub async fn retried_writes_apply_once(mut kv: Kv) {
+pub async fn retried_writes_apply_once<K: KvApi>(mut kv: K) {
     let tag = unique_prefix("once");
     let k = format!("{{{tag}}}/k");
     let id = |s: &str| format!("{tag}-{s}").into_bytes();

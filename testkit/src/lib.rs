@@ -1,13 +1,17 @@
 //! Test support shared by Cairn's test suites: the KV API conformance suite
 //! ([`conformance`]), which any front end or topology must pass, and a harness
-//! that runs real `cairn-node` processes ([`process`], [`cluster`]), and a
-//! proxy that loses responses ([`lossy_proxy`]).
+//! that runs real `cairn-node` processes ([`process`], [`cluster`],
+//! [`single`]), and a proxy that loses responses ([`lossy_proxy`]).
+// Test support: a helper that panics fails the test that called it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-pub mod cluster;
 pub mod conformance;
+pub mod kv_api;
+/// The local-cluster launcher (`cairn-local`), re-exported where tests have
+/// always found it.
+pub use cairn_local::{cluster, process};
 pub mod lossy_proxy;
-pub mod process;
+pub mod single;
 
 /// A random prefix so tests sharing a server never see each other's keys.
 pub fn unique_prefix(name: &str) -> String {

@@ -1,36 +1,31 @@
 //! The `cairn.admin.v1.Admin` gRPC service: joining, cluster status, the
 //! shard map and leadership transfer.
 //!
-//! Cluster-wide views are gathered from every node's own report (each node
-//! knows its replicas' roles and, where it leads, every replica's progress)
-//! and merged: a shard's leader is the reporting leader with the highest term.
+//! Cluster-wide views come from [`ClusterObserver`] (every node's own
+//! report, merged); this module only maps requests and answers.
 
 use cairn_proto::ErrorCode;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use openraft::async_runtime::watch::WatchReceiver as _;
 use std::time::Duration;
 
 use cairn_proto::admin::v1 as apb;
-use openraft::ServerState;
 use tonic::{Request, Response, Status};
 
-use crate::api::rebalance::{self, Tracker};
+use crate::api::rebalance_progress::{self, Tracker};
 use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
 use crate::cluster::lifecycle::NodeRoom;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
+use crate::cluster::observe::{ClusterObserver, Gathered, state_of};
 use crate::cluster::{Cluster, ClusterError, balancer};
-use crate::partition::ShardId;
-
-/// How long a fan-out waits for one node's report.
-const REPORT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Admin front end over a node's [`Cluster`].
 #[derive(Clone)]
 pub struct AdminGrpc {
     cluster: Arc<Cluster>,
+    observer: ClusterObserver,
     clock: Arc<dyn Clock>,
     rebalance: Arc<std::sync::Mutex<Tracker>>,
 }
@@ -55,24 +50,20 @@ fn status(e: ClusterError) -> Status {
     s
 }
 
-/// The API's view of a node state.
-fn state_of(state: NodeState) -> apb::NodeState {
-    match state {
-        NodeState::Active => apb::NodeState::Active,
-        NodeState::Draining => apb::NodeState::Draining,
-        NodeState::Removed => apb::NodeState::Removed,
-        NodeState::Dead => apb::NodeState::Dead,
-    }
-}
-
 impl AdminGrpc {
     /// Serves `cluster`.
     pub fn new(cluster: Arc<Cluster>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            observer: ClusterObserver::new(cluster.clone()),
             cluster,
             clock,
             rebalance: Arc::default(),
         }
+    }
+
+    /// What the balancer observes the cluster through.
+    pub fn observer(&self) -> ClusterObserver {
+        self.observer.clone()
     }
 
     /// The tonic service.
@@ -140,210 +131,8 @@ impl AdminGrpc {
     }
 
     fn info(&self) -> Result<apb::ClusterInfo, Status> {
-        let rec = self.cluster.record().map_err(status)?;
-        Ok(apb::ClusterInfo {
-            cluster_id: rec.cluster_id,
-            shards: rec.shards,
-            replication_factor: rec.replication_factor,
-            placement_epoch: meta::epoch(self.cluster.engine())
-                .map_err(|e| Status::internal(e.to_string()))?,
-        })
+        self.observer.info().map_err(status)
     }
-
-    /// This node's report on its own replicas.
-    pub fn local_report(&self) -> apb::NodeReportResponse {
-        let mut replicas = Vec::new();
-        for shard in self.cluster.hosted() {
-            let Some(raft) = self.cluster.group(shard) else {
-                continue;
-            };
-            let m = raft.metrics().borrow_watched().clone();
-            let membership = m.membership_config.membership();
-            let leader = m.state == ServerState::Leader;
-            let matched = if leader {
-                m.replication
-                    .as_ref()
-                    .map(|r| {
-                        r.iter()
-                            .map(|(id, l)| (*id, l.as_ref().map_or(0, |l| l.index)))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            } else {
-                Default::default()
-            };
-            replicas.push(apb::LocalReplica {
-                shard,
-                leader,
-                term: m.current_term,
-                leader_id: m.current_leader.unwrap_or(0),
-                voters: membership.voter_ids().collect(),
-                learners: membership.learner_ids().collect(),
-                last_log_index: m.last_log_index.unwrap_or(0),
-                applied_index: m.last_applied.as_ref().map_or(0, |l| l.index),
-                revision: self.cluster.revision(shard),
-                matched,
-                approx_bytes: if shard == META_SHARD {
-                    0
-                } else {
-                    self.cluster.engine().approximate_shard_bytes(shard)
-                },
-            });
-        }
-        let (data_bytes, free_bytes) = self.cluster.data_and_room();
-        apb::NodeReportResponse {
-            node_id: self.cluster.node_id(),
-            replicas,
-            snapshot_bytes_sent: self.cluster.peers().snapshot_bytes_sent(),
-            data_bytes,
-            free_bytes,
-        }
-    }
-
-    /// Every node's report (`None` for nodes that did not answer in time).
-    async fn reports(&self, nodes: &[NodeRecord]) -> Vec<Option<apb::NodeReportResponse>> {
-        let calls = nodes.iter().map(|n| async move {
-            if n.id == self.cluster.node_id() {
-                return Some(self.local_report());
-            }
-            let mut c = self.client(n.id, &n.addr).ok()?;
-            let mut req = Request::new(apb::NodeReportRequest {});
-            req.set_timeout(REPORT_TIMEOUT);
-            tokio::time::timeout(REPORT_TIMEOUT, c.node_report(req))
-                .await
-                .ok()?
-                .ok()
-                .map(Response::into_inner)
-        });
-        futures::future::join_all(calls).await
-    }
-
-    async fn gather(&self) -> Result<Gathered, Status> {
-        let info = self.info()?;
-        let nodes = self.cluster.nodes().map_err(status)?;
-        let reports = self.reports(&nodes).await;
-        let snapshot_bytes_sent = reports
-            .iter()
-            .flatten()
-            .map(|r| r.snapshot_bytes_sent)
-            .sum();
-        let (shards, meta) = merge(info.shards, &reports);
-        let mut infos = Vec::with_capacity(nodes.len());
-        for (n, r) in nodes.iter().zip(&reports) {
-            // Counted from each shard's leader view: a node that a shard was
-            // moved off may still believe it is a member (nobody tells it),
-            // so its own report would overcount.
-            let replicas = shards
-                .iter()
-                .filter(|s| s.replicas.iter().any(|x| x.node_id == n.id))
-                .count() as u32;
-            let leaders = shards.iter().filter(|s| s.leader_id == n.id).count() as u32;
-            infos.push(apb::NodeInfo {
-                id: n.id,
-                addr: n.addr.clone(),
-                http_addr: n.http_addr.clone(),
-                rack: n.rack.clone(),
-                state: state_of(n.state) as i32,
-                evacuating_leaders: n.evacuate_leaders,
-                reachable: r.is_some(),
-                leaders,
-                replicas,
-            });
-        }
-        Ok(Gathered {
-            info,
-            nodes: infos,
-            shards,
-            meta,
-            snapshot_bytes_sent,
-        })
-    }
-}
-
-/// The cluster as every node's report shows it.
-struct Gathered {
-    info: apb::ClusterInfo,
-    nodes: Vec<apb::NodeInfo>,
-    /// Every data shard, from its leader's report.
-    shards: Vec<apb::ShardInfo>,
-    /// The meta group.
-    meta: apb::ShardInfo,
-    /// Snapshot bytes sent, summed over the nodes that answered.
-    snapshot_bytes_sent: u64,
-}
-
-impl balancer::Observer for AdminGrpc {
-    async fn observe(&self) -> Vec<apb::ShardInfo> {
-        let Ok(nodes) = self.cluster.nodes() else {
-            return Vec::new();
-        };
-        let nodes: Vec<NodeRecord> = nodes
-            .into_iter()
-            .filter(|n| n.state != NodeState::Removed)
-            .collect();
-        let reports = self.reports(&nodes).await;
-        merge(self.cluster.shards().get(), &reports).0
-    }
-}
-
-/// Merges node reports into one entry per shard (and one for the meta group).
-fn merge(
-    shards: u32,
-    reports: &[Option<apb::NodeReportResponse>],
-) -> (Vec<apb::ShardInfo>, apb::ShardInfo) {
-    let mut best: BTreeMap<ShardId, &apb::LocalReplica> = BTreeMap::new();
-    for r in reports.iter().flatten() {
-        for x in &r.replicas {
-            let better = match best.get(&x.shard) {
-                None => true,
-                Some(b) => (x.leader, x.term) > (b.leader, b.term),
-            };
-            if better {
-                best.insert(x.shard, x);
-            }
-        }
-    }
-    let info = |shard: ShardId| -> apb::ShardInfo {
-        let Some(x) = best.get(&shard) else {
-            return apb::ShardInfo {
-                shard,
-                ..Default::default()
-            };
-        };
-        let lag = |id: u64| {
-            if x.leader {
-                x.matched
-                    .get(&id)
-                    .map_or(x.last_log_index, |m| x.last_log_index.saturating_sub(*m))
-            } else {
-                0
-            }
-        };
-        let replicas = x
-            .voters
-            .iter()
-            .map(|&id| (id, true))
-            .chain(x.learners.iter().map(|&id| (id, false)))
-            .map(|(node_id, voter)| apb::ReplicaInfo {
-                node_id,
-                voter,
-                lag: if x.leader && node_id == x.leader_id {
-                    0
-                } else {
-                    lag(node_id)
-                },
-            })
-            .collect();
-        apb::ShardInfo {
-            shard,
-            leader_id: if x.leader { x.leader_id } else { 0 },
-            term: x.term,
-            replicas,
-            revision: if x.leader { x.revision } else { 0 },
-            approx_bytes: x.approx_bytes,
-        }
-    };
-    ((0..shards).map(info).collect(), info(META_SHARD))
 }
 
 fn node_state(node_id: u64, state: NodeState) -> apb::NodeStateResponse {
@@ -404,7 +193,7 @@ impl apb::admin_server::Admin for AdminGrpc {
         &self,
         _req: Request<apb::NodeReportRequest>,
     ) -> Result<Response<apb::NodeReportResponse>, Status> {
-        Ok(Response::new(self.local_report()))
+        Ok(Response::new(self.observer.local_report()))
     }
 
     async fn cluster_status(
@@ -417,7 +206,7 @@ impl apb::admin_server::Admin for AdminGrpc {
             shards,
             meta,
             ..
-        } = self.gather().await?;
+        } = self.observer.gather().await.map_err(status)?;
         Ok(Response::new(apb::ClusterStatusResponse {
             cluster: Some(cluster),
             nodes,
@@ -435,7 +224,7 @@ impl apb::admin_server::Admin for AdminGrpc {
             nodes,
             shards,
             ..
-        } = self.gather().await?;
+        } = self.observer.gather().await.map_err(status)?;
         Ok(Response::new(apb::ShardMapResponse {
             cluster: Some(cluster),
             nodes,
@@ -542,7 +331,7 @@ impl apb::admin_server::Admin for AdminGrpc {
                 .cancel_rebalance(req.into_inner())
                 .await;
         }
-        let shards = self.gather().await?.shards;
+        let shards = self.observer.gather().await.map_err(status)?.shards;
         let plan = self
             .cluster
             .update_plan(self.clock.now_ms(), |p| {
@@ -567,6 +356,7 @@ impl apb::admin_server::Admin for AdminGrpc {
             async |cluster, id, now| {
                 let nodes = cluster.nodes()?;
                 let room: Vec<NodeRoom> = self
+                    .observer
                     .reports(&nodes)
                     .await
                     .into_iter()
@@ -645,13 +435,13 @@ impl apb::admin_server::Admin for AdminGrpc {
             shards,
             snapshot_bytes_sent,
             ..
-        } = self.gather().await?;
+        } = self.observer.gather().await.map_err(status)?;
         let nodes = self.cluster.nodes().map_err(status)?;
         let plan = meta::read_plan(self.cluster.engine())
             .map_err(|e| Status::internal(e.to_string()))?
             .unwrap_or_default();
         let destination = balancer::destination(&nodes, info.replication_factor, &plan);
-        let gap = rebalance::measure(&shards, &nodes, &destination, &plan);
+        let gap = rebalance_progress::measure(&shards, &nodes, &destination, &plan);
         // A rebalance is what follows a change of the nodes (a join, a
         // drain, a failure, a weight): progress counts from there.
         let shape: Vec<_> = nodes
@@ -689,7 +479,7 @@ impl apb::admin_server::Admin for AdminGrpc {
         // Count what the node still holds from every node's report; a node
         // that cannot be asked may still hold replicas, so its report being
         // missing does not count as "holds none" for itself.
-        let shards = self.gather().await?.shards;
+        let shards = self.observer.gather().await.map_err(status)?.shards;
         let held = shards
             .iter()
             .filter(|s| s.replicas.iter().any(|r| r.node_id == id))

@@ -28,9 +28,9 @@ use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
 
 use super::status::http_status;
+use crate::apply::ApplyError;
 use crate::kv::{KvError, KvStore};
 use crate::metrics::Metrics;
-use crate::state_machine::ApplyError;
 
 /// Shared state of the gateway.
 #[derive(Clone)]

@@ -4,5 +4,5 @@
 pub mod admin;
 pub mod grpc;
 pub mod http;
-pub mod rebalance;
+pub mod rebalance_progress;
 pub mod status;

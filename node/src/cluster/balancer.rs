@@ -1,6 +1,6 @@
 //! The balancer: runs on the meta group's leader and moves the committed
 //! placement plan ([`PlacementPlan`]) towards the balanced target that
-//! [`balance::target`] computes from the nodes, a few shards at a time.
+//! [`placement::target`] computes from the nodes, a few shards at a time.
 //!
 //! The plan is the only thing it writes. Shard leaders' reconcilers do the
 //! moves (add learner → catch up → change voters → hand over leadership),
@@ -28,8 +28,8 @@ use cairn_proto::admin::v1 as apb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::balance::{self, NodeSpec, ShardPlacement};
 use super::meta::{self, META_SHARD, NodeRecord, NodeState, PlacementPlan};
+use super::placement::{self, NodeSpec, ShardPlacement};
 use super::{Cluster, ClusterError};
 
 /// How often the meta leader looks at the cluster.
@@ -71,7 +71,7 @@ pub fn specs(nodes: &[NodeRecord]) -> Vec<NodeSpec> {
 
 /// The balanced target the plan is heading for.
 pub fn destination(nodes: &[NodeRecord], rf: u32, plan: &PlacementPlan) -> Vec<ShardPlacement> {
-    balance::target(&specs(nodes), &plan.shards, rf)
+    placement::target(&specs(nodes), &plan.shards, rf)
 }
 
 fn set(ids: &[u64]) -> BTreeSet<u64> {

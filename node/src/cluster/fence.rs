@@ -9,7 +9,7 @@
 //!   through the peers its meta replica knows ([`member_seeds`]), so a
 //!   removal it never heard of is refused there (`node_removed`);
 //! - a running node stops once its meta replica records its id as fenced
-//!   ([`watch`]).
+//!   ([`watch()`]).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,10 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::balance::ShardPlacement;
+use super::placement::ShardPlacement;
+use crate::apply::{Command, CommandOp, ShardState};
 use crate::partition::ShardId;
 use crate::raft::ShardRequest;
-use crate::state_machine::{Command, CommandOp, ShardState};
 use crate::storage::keys::{data_key, prefix_successor, shard_state_key};
 use crate::storage::record::Record;
 use crate::storage::{CF_DATA, Engine, StorageError};
@@ -222,7 +222,7 @@ pub fn replace_plan(
 pub fn plan_replaced(resp: &crate::raft::ShardResponse) -> bool {
     use prost::Message as _;
     match &resp.outcome {
-        Some(Ok(crate::state_machine::EncodedOutput::Txn(b))) => {
+        Some(Ok(crate::apply::EncodedOutput::Txn(b))) => {
             pb::TxnResponse::decode(b.as_slice()).is_ok_and(|t| t.succeeded)
         }
         _ => false,

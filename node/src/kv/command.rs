@@ -7,8 +7,8 @@ use cairn_proto::ErrorCode;
 use cairn_proto::kv::v1 as pb;
 
 use super::{KvError, Limits};
+use crate::apply::{CommandOp, show_key};
 use crate::partition::{ShardCount, ShardId};
-use crate::state_machine::{CommandOp, show_key};
 
 /// A checked write request, ready to be proposed to its shard.
 #[derive(Debug, Clone, PartialEq)]

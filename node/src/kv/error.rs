@@ -4,8 +4,8 @@
 
 use cairn_proto::ErrorCode;
 
+use crate::apply::ApplyError;
 use crate::commit::CommitError;
-use crate::state_machine::ApplyError;
 use crate::storage::StorageError;
 
 /// Why a key-value request failed.

@@ -109,7 +109,7 @@ impl Limits {
     /// # Errors
     /// `request_id_too_long`.
     pub fn check_request_id(&self, id: &[u8]) -> Result<(), KvError> {
-        let max = crate::state_machine::dedup::MAX_REQUEST_ID_BYTES;
+        let max = crate::apply::dedup::MAX_REQUEST_ID_BYTES;
         if id.len() > max {
             return Err(KvError::invalid(
                 ErrorCode::RequestIdTooLong,

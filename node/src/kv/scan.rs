@@ -15,8 +15,8 @@ use cairn_proto::kv::v1 as pb;
 use rocksdb::DBRawIteratorWithThreadMode;
 
 use super::{KvError, Limits};
+use crate::apply::to_kv;
 use crate::partition::ShardId;
-use crate::state_machine::to_kv;
 use crate::storage::Db;
 use crate::storage::keys::{data_key, prefix_successor, shard_end, split_data_key};
 use crate::storage::record::Record;

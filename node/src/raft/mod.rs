@@ -1,13 +1,12 @@
 //! Replication: one Raft group per hash shard, on openraft.
 //!
-//! Built so far: each shard's Raft **log storage** ([`log_store`]) and
-//! **state machine** ([`state_machine`]) on the node's one RocksDB, checked by
-//! openraft's own storage conformance suite, its **snapshots** as SST files
-//! streamed between nodes and ingested ([`snapshot`]), and the gRPC **transport**
-//! ([`network`]) that carries every group's messages over one connection per
-//! peer. Running the groups inside `cairn-node` (bootstrap, join, the meta
-//! group, routing requests through Raft) comes next; until then the node
-//! serves through the single-node commit pipeline.
+//! Each shard's Raft **log storage** ([`log_store`]) and **state machine**
+//! ([`state_machine`], applying through [`crate::apply`]) live on the node's
+//! one RocksDB, checked by openraft's own storage conformance suite; its
+//! **snapshots** are SST files streamed between nodes and ingested
+//! ([`snapshot`]); the gRPC **transport** ([`network`]) carries every
+//! group's messages over one connection per peer. Which groups a node runs,
+//! and how requests reach them, is [`crate::cluster`]'s business.
 
 pub mod log_store;
 pub mod network;

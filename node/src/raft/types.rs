@@ -6,9 +6,9 @@ use cairn_proto::raft::v1 as rpb;
 use prost::Message as _;
 use serde::{Deserialize, Serialize};
 
+pub use crate::apply::EncodedOutput;
+use crate::apply::{ApplyError, Command, CommandOp, DueKey};
 use crate::partition::ShardId;
-pub use crate::state_machine::EncodedOutput;
-use crate::state_machine::{ApplyError, Command, CommandOp, DueKey};
 
 /// A log entry's application data: an encoded `cairn.raft.v1.ShardCommand`.
 ///

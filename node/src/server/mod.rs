@@ -4,7 +4,6 @@
 
 pub mod config;
 mod listener;
-mod seeds;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,11 +21,12 @@ use crate::api::admin::AdminGrpc;
 use crate::api::grpc::KvGrpc;
 use crate::clock::Clock;
 use crate::cluster::meta::ClusterRecord;
-use crate::cluster::{Cluster, ClusterError, ClusterOptions};
-use crate::kv::{KvStore, StoreOptions, StoredRole};
+use crate::cluster::{ClusterError, ClusterOptions, join};
+use crate::kv::{KvStore, StoreOptions};
 use crate::metrics::Metrics;
 use crate::partition::ShardCount;
 use crate::raft::network::RaftTransportService;
+use crate::storage::identity::{self, StoredRole};
 use crate::storage::{EngineOptions, StorageError};
 
 /// Why a node could not start or stop cleanly.
@@ -122,7 +122,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             .await
             .map_err(|e| ServerError::Setup(format!("store open task: {e}")))??
     };
-    let role = KvStore::stored_role(&engine)?;
+    let role = identity::stored_role(&engine)?;
     let clustered =
         config.bootstrap || !config.join.is_empty() || matches!(role, StoredRole::Member { .. });
     let mut new_cluster = None;
@@ -147,7 +147,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             }
             StoredRole::New if config.bootstrap => {
                 let record = ClusterRecord {
-                    cluster_id: new_cluster_id(config.node_id, clock.now_ms()),
+                    cluster_id: join::new_cluster_id(config.node_id, clock.now_ms()),
                     shards: shards.get(),
                     replication_factor: config.replication_factor,
                 };
@@ -156,7 +156,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 id
             }
             StoredRole::New => {
-                let info = discover(&config.join, grpc_addr).await?;
+                let info = join::discover(&config.join, grpc_addr).await?;
                 opts.shards = ShardCount::new(info.shards).map_err(ConfigError::Invalid)?;
                 info.cluster_id
             }
@@ -280,9 +280,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         } else if config.bootstrap && c.record().is_err() {
             // A bootstrap that stopped before its records committed.
             let record = ClusterRecord {
-                cluster_id: match KvStore::stored_role(store.engine())? {
+                cluster_id: match identity::stored_role(store.engine())? {
                     StoredRole::Member { cluster_id, .. } => cluster_id,
-                    _ => new_cluster_id(config.node_id, clock.now_ms()),
+                    _ => join::new_cluster_id(config.node_id, clock.now_ms()),
                 },
                 shards: store.shards().get(),
                 replication_factor: config.replication_factor,
@@ -300,7 +300,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         if !seeds.is_empty() {
             background.push((
                 "join",
-                tokio::spawn(join_until_admitted(
+                tokio::spawn(join::join_until_admitted(
                     c.clone(),
                     seeds,
                     grpc_addr,
@@ -339,7 +339,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 "balancer",
                 tokio::spawn(crate::cluster::balancer::run(
                     c.clone(),
-                    admin,
+                    admin.observer(),
                     config.rebalance,
                     clock.clone(),
                     stop_rx.clone(),
@@ -365,160 +365,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     })
 }
 
-/// A cluster id: unique enough to tell clusters apart, readable in logs.
-fn new_cluster_id(node_id: u64, now_ms: u64) -> String {
-    let pid = std::process::id();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mut seed = Vec::new();
-    for part in [node_id, now_ms, u64::from(pid), u64::from(nanos)] {
-        seed.extend_from_slice(&part.to_be_bytes());
-    }
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&seed))
-}
-
-/// How long a joining node looks for a member to learn the cluster from.
-const DISCOVER_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long one member may take to say what the cluster is.
-const DISCOVER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long one member may take to admit this node before the next is
-/// asked (a member still starting has its port bound but does not answer).
-const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-
-async fn admin_client(
-    addr: &str,
-) -> Result<cairn_proto::admin::v1::admin_client::AdminClient<tonic::transport::Channel>, String> {
-    let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("bad address {addr:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .connect()
-        .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    Ok(cairn_proto::admin::v1::admin_client::AdminClient::new(ch))
-}
-
-/// Learns the cluster's identity from any of `seeds` (other than this
-/// node, bound at `me`), asking all of them at once and taking the first
-/// answer: a member that is still starting has its port bound but does not
-/// answer yet, and must not hold up the others.
-async fn discover(
-    seeds: &[String],
-    me: SocketAddr,
-) -> Result<cairn_proto::admin::v1::ClusterInfo, ServerError> {
-    use futures::stream::{FuturesUnordered, StreamExt as _};
-    let deadline = tokio::time::Instant::now() + DISCOVER_TIMEOUT;
-    let mut last = String::new();
-    loop {
-        let mut asks: FuturesUnordered<_> = seeds::remote_seeds(seeds, me)
-            .await
-            .into_iter()
-            .map(|seed| async move {
-                let ask = async {
-                    let mut c = admin_client(&seed).await?;
-                    c.get_cluster(cairn_proto::admin::v1::GetClusterRequest {})
-                        .await
-                        .map(tonic::Response::into_inner)
-                        .map_err(|e| format!("{seed}: {}", e.message()))
-                };
-                tokio::time::timeout(DISCOVER_ATTEMPT_TIMEOUT, ask)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(format!(
-                            "{seed}: no answer within {}s",
-                            DISCOVER_ATTEMPT_TIMEOUT.as_secs()
-                        ))
-                    })
-            })
-            .collect();
-        while let Some(answer) = asks.next().await {
-            match answer {
-                Ok(info) => return Ok(info),
-                Err(e) => last = e,
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(ClusterError::Config(format!(
-                "could not reach any --join member within {}s (last error: {last})",
-                DISCOVER_TIMEOUT.as_secs()
-            ))
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Asks the members in `seeds` to admit this node until one does (an
-/// active member is admitted again, unchanged). A refusal because this
-/// node's id was removed or declared dead is final: it is reported on
-/// `fatal` and the node must stop (its data is stale by definition).
-async fn join_until_admitted(
-    cluster: Arc<Cluster>,
-    seeds: Vec<String>,
-    bound: SocketAddr,
-    mut stop: watch::Receiver<bool>,
-    fatal: watch::Sender<Option<String>>,
-) {
-    let me = cluster.self_record();
-    let req = cairn_proto::admin::v1::JoinRequest {
-        node_id: me.id,
-        addr: me.addr,
-        http_addr: me.http_addr,
-        rack: me.rack,
-        weight: me.weight,
-    };
-    let mut pause = Duration::from_millis(200);
-    loop {
-        for seed in seeds::remote_seeds(&seeds, bound).await {
-            let result = match admin_client(&seed).await {
-                Ok(mut c) => {
-                    match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, c.join(req.clone())).await {
-                        Ok(Ok(r)) => Ok(r),
-                        Ok(Err(status)) if is_removed(&status) => {
-                            tracing::error!(error = %status.message(), "this node was removed from the cluster; stopping");
-                            let _ = fatal.send(Some(status.message().to_string()));
-                            return;
-                        }
-                        Ok(Err(status)) => Err(status.message().to_string()),
-                        Err(_) => Err(format!(
-                            "no answer within {}s",
-                            JOIN_ATTEMPT_TIMEOUT.as_secs()
-                        )),
-                    }
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(_) => {
-                    tracing::info!(via = %seed, "joined the cluster");
-                    return;
-                }
-                Err(e) => {
-                    tracing::info!(via = %seed, error = %e, "join not accepted yet; retrying")
-                }
-            }
-        }
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Whether `status` is the cluster refusing this node's id as removed.
-fn is_removed(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::FailedPrecondition
-        && status
-            .metadata()
-            .get(crate::api::status::ERROR_CODE_METADATA)
-            .is_some_and(|v| {
-                v.as_bytes() == cairn_proto::ErrorCode::NodeRemoved.as_str().as_bytes()
-            })
-}
-
-/// Serves `router` on `listener` until `stop` fires, then drains.
 fn serve_http(
     listener: TcpListener,
     router: axum::Router,

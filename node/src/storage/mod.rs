@@ -7,9 +7,11 @@
 //! - `raft`: the Raft logs of the node's shard groups (empty on a single node).
 //!
 //! This layer knows nothing about gRPC or the API: it stores bytes, guards the
-//! data directory against a second process, and reclaims expired records in
+//! data directory against a second process and against being opened as
+//! another node or cluster ([`identity`]), and reclaims expired records in
 //! compaction.
 
+pub mod identity;
 pub mod keys;
 pub mod record;
 mod ttl_filter;

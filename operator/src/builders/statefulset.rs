@@ -324,7 +324,7 @@ struct PodSpecInputs<'a> {
     zone: Option<&'a str>,
 }
 
-/// Hex xxh3 of [`PodSpecInputs`] for `rack`: equal hashes mean a pod runs
+/// Hex xxh3 of `PodSpecInputs` for `rack`: equal hashes mean a pod runs
 /// what the user currently asks for.
 pub fn pod_spec_hash(cluster: &KVCluster, rack: &Rack) -> String {
     let spec = &cluster.spec;

@@ -7,10 +7,9 @@
 
 use std::time::Duration;
 
+use cairn_client::{Admin, AdminOptions, ClientError, NodeAction};
 use cairn_proto::admin::v1 as apb;
-use cairn_proto::admin::v1::admin_client::AdminClient;
 use futures::future::BoxFuture;
-use tonic::transport::{Channel, Endpoint};
 
 use super::decide::AdminCall;
 use super::view::{ClusterView, NodeState, NodeView};
@@ -55,15 +54,15 @@ pub trait ClusterAdmin: Send + Sync {
 #[derive(Debug, Default, Clone)]
 pub struct GrpcAdmin;
 
-async fn connect(endpoint: &str) -> Result<AdminClient<Channel>, AdminError> {
-    let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-        .map_err(|e| AdminError::Unavailable(format!("bad endpoint {endpoint}: {e}")))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| AdminError::Unavailable(format!("{endpoint}: {e}")))?;
-    Ok(AdminClient::new(channel))
+async fn connect(endpoint: &str) -> Result<Admin, AdminError> {
+    Admin::connect(
+        endpoint,
+        AdminOptions::default()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .call_timeout(CALL_TIMEOUT),
+    )
+    .await
+    .map_err(|e| AdminError::Unavailable(format!("{endpoint}: {e}")))
 }
 
 fn node_state(state: i32) -> NodeState {
@@ -136,10 +135,9 @@ impl GrpcAdmin {
     ) -> Result<ClusterView, AdminError> {
         let mut client = connect(endpoint).await?;
         let status = client
-            .cluster_status(apb::ClusterStatusRequest::default())
+            .cluster_status()
             .await
-            .map_err(|e| AdminError::Unavailable(format!("{endpoint}: {}", e.message())))?
-            .into_inner();
+            .map_err(|e| AdminError::Unavailable(format!("{endpoint}: {e}")))?;
         // Without rebalance progress the view cannot tell a balanced cluster
         // from one whose replicas have not moved yet: an endpoint that
         // answers the status but not the progress gives no view at all
@@ -147,85 +145,33 @@ impl GrpcAdmin {
         // on the old nodes, because a timed-out progress call read as zero
         // moves remaining).
         let rebalance = client
-            .rebalance_status(apb::RebalanceStatusRequest::default())
+            .rebalance_status(None)
             .await
-            .map_err(|e| {
-                AdminError::Unavailable(format!("{endpoint}: rebalance status: {}", e.message()))
-            })?
-            .into_inner();
+            .map_err(|e| AdminError::Unavailable(format!("{endpoint}: rebalance status: {e}")))?;
         Ok(cluster_view(&status, &rebalance, replication_factor))
     }
 
     async fn call_one(endpoint: &str, call: AdminCall) -> Result<(), AdminError> {
         let mut client = connect(endpoint).await?;
-        let result = match call {
-            AdminCall::Drain(id) => {
-                client
-                    .drain_node(apb::NodeRequest {
-                        node_id: id,
-                        ..Default::default()
-                    })
-                    .await
-            }
-            AdminCall::CancelDrain(id) => {
-                client
-                    .cancel_drain(apb::NodeRequest {
-                        node_id: id,
-                        ..Default::default()
-                    })
-                    .await
-            }
-            AdminCall::Remove(id) => {
-                client
-                    .remove_node(apb::NodeRequest {
-                        node_id: id,
-                        ..Default::default()
-                    })
-                    .await
-            }
-            AdminCall::Replace(id) => {
-                client
-                    .replace_node(apb::NodeRequest {
-                        node_id: id,
-                        force: false,
-                    })
-                    .await
-            }
-            AdminCall::ReplaceInPlace(id) => {
-                client
-                    .replace_node(apb::NodeRequest {
-                        node_id: id,
-                        force: true,
-                    })
-                    .await
-            }
-            AdminCall::EvacuateLeaders(id) => {
-                client
-                    .evacuate_leaders(apb::NodeRequest {
-                        node_id: id,
-                        ..Default::default()
-                    })
-                    .await
-            }
-            AdminCall::RestoreLeaders(id) => {
-                client
-                    .restore_leaders(apb::NodeRequest {
-                        node_id: id,
-                        ..Default::default()
-                    })
-                    .await
-            }
+        let (id, action) = match call {
+            AdminCall::Drain(id) => (id, NodeAction::Drain),
+            AdminCall::CancelDrain(id) => (id, NodeAction::CancelDrain),
+            AdminCall::Remove(id) => (id, NodeAction::Remove),
+            AdminCall::Replace(id) => (id, NodeAction::Replace { force: false }),
+            AdminCall::ReplaceInPlace(id) => (id, NodeAction::Replace { force: true }),
+            AdminCall::EvacuateLeaders(id) => (id, NodeAction::EvacuateLeaders),
+            AdminCall::RestoreLeaders(id) => (id, NodeAction::RestoreLeaders),
         };
+        let result = client.node(id, action).await;
         match result {
             Ok(_) => Ok(()),
-            Err(s) if s.code() == tonic::Code::FailedPrecondition => {
-                Err(AdminError::Refused(s.message().to_owned()))
+            Err(e) if e.code() == Some(tonic::Code::FailedPrecondition) => {
+                Err(AdminError::Refused(match e {
+                    ClientError::Status(s) => s.message().to_owned(),
+                    other => other.to_string(),
+                }))
             }
-            Err(s) => Err(AdminError::Unavailable(format!(
-                "{endpoint}: {}: {}",
-                s.code(),
-                s.message()
-            ))),
+            Err(e) => Err(AdminError::Unavailable(format!("{endpoint}: {e}"))),
         }
     }
 }

@@ -1,0 +1,268 @@
+//! A local cluster of real `cairn-node` processes on loopback: the first node
+//! bootstraps, the others join it; helpers wait for the shards to settle and
+//! read the cluster's own status through the admin API.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cairn_client::{Admin, AdminOptions};
+use cairn_proto::admin::v1 as apb;
+
+use crate::process::{NodeProcess, NodeSpec, workspace_bin};
+
+/// How to start a local cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// Number of nodes.
+    pub nodes: usize,
+    /// Hash shards.
+    pub shards: u32,
+    /// Replicas per shard.
+    pub replication_factor: u32,
+    /// Extra flags for every node.
+    pub args: Vec<String>,
+    /// Where each node runs (index `i` is node `i + 1`); empty: every node
+    /// on loopback with free ports, the data in a temporary directory.
+    pub hosts: Vec<NodeHost>,
+}
+
+/// Where one node of a [`LocalCluster`] runs: e.g. inside its own network
+/// namespace, through a launcher that enters it, on a filesystem of its own.
+#[derive(Debug, Clone)]
+pub struct NodeHost {
+    /// The program to start (`cairn-node`, or a wrapper that execs it).
+    pub binary: std::path::PathBuf,
+    /// gRPC, HTTP and metrics listen addresses.
+    pub addrs: [std::net::SocketAddr; 3],
+    /// Its data directory.
+    pub data_dir: std::path::PathBuf,
+}
+
+impl ClusterSpec {
+    /// `nodes` nodes, `shards` shards, RF 3 (or fewer when fewer nodes).
+    pub fn new(nodes: usize, shards: u32) -> Self {
+        Self {
+            nodes,
+            shards,
+            replication_factor: 3.min(nodes as u32),
+            args: vec![
+                "--raft-heartbeat-interval-ms".into(),
+                "100".into(),
+                "--raft-election-timeout-ms".into(),
+                "500".into(),
+            ],
+            hosts: Vec::new(),
+        }
+    }
+}
+
+/// A running local cluster. Dropping it kills every node.
+pub struct LocalCluster {
+    /// The nodes; index `i` is node id `i + 1`.
+    pub nodes: Vec<NodeProcess>,
+    spec: ClusterSpec,
+    _dir: tempfile::TempDir,
+}
+
+/// An admin client for `node`.
+pub async fn admin(node: &NodeProcess) -> anyhow::Result<Admin> {
+    Admin::connect(
+        &node.grpc.to_string(),
+        AdminOptions::default()
+            .connect_timeout(Duration::from_secs(2))
+            .call_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .with_context(|| format!("connecting to {}", node.grpc))
+}
+
+impl LocalCluster {
+    /// Starts the nodes (node 1 bootstraps, the rest join it) and waits until
+    /// every shard has a leader and its full replica set, and the placement
+    /// is balanced.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Self {
+            nodes: Vec::with_capacity(spec.nodes),
+            spec,
+            _dir: dir,
+        };
+        for _ in 0..cluster.spec.nodes {
+            cluster.launch()?;
+        }
+        cluster.wait_balanced(Duration::from_secs(120)).await?;
+        Ok(cluster)
+    }
+
+    /// Waits until the cluster is settled (see [`Self::wait_settled`]) and
+    /// every shard is on its target nodes with its planned leader (the
+    /// rebalance status has nothing left to move).
+    pub async fn wait_balanced(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<apb::ClusterStatusResponse> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let settled = self.wait_settled(left).await?;
+            let node = self
+                .nodes
+                .iter()
+                .find(|n| n.is_running())
+                .context("no node is running")?;
+            let r = admin(node).await?.rebalance_status(None).await?;
+            if r.moves_remaining == 0 && r.shards_without_leader == 0 {
+                return Ok(settled);
+            }
+            if Instant::now() > deadline {
+                bail!("placement did not balance within {timeout:?}: {r:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts one more node (the next id) joining the cluster; does not
+    /// wait for it to get replicas.
+    pub fn add_node(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.spec.nodes = self.nodes.len();
+        Ok(())
+    }
+
+    /// Starts node `len + 1`: the first bootstraps, later ones join node 1.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let i = self.nodes.len() + 1;
+        let mut args = vec!["--node-id".to_string(), i.to_string()];
+        if i == 1 {
+            args.extend([
+                "--bootstrap".into(),
+                "--shards".into(),
+                self.spec.shards.to_string(),
+                "--replication-factor".into(),
+                self.spec.replication_factor.to_string(),
+            ]);
+        } else {
+            args.extend(["--join".into(), self.nodes[0].grpc.to_string()]);
+        }
+        args.extend(self.spec.args.iter().cloned());
+        let node = match self.spec.hosts.get(i - 1) {
+            Some(host) => NodeProcess::start_at(
+                NodeSpec {
+                    binary: host.binary.clone(),
+                    data_dir: host.data_dir.clone(),
+                    args,
+                },
+                Some(host.addrs),
+            )?,
+            None if self.spec.hosts.is_empty() => NodeProcess::start(NodeSpec {
+                binary: workspace_bin("cairn-node"),
+                data_dir: self._dir.path().join(format!("node{i}")),
+                args,
+            })?,
+            None => bail!("no host given for node {i}"),
+        };
+        self.nodes.push(node);
+        Ok(())
+    }
+
+    /// gRPC endpoints (`http://…`) of every node.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(NodeProcess::grpc_url).collect()
+    }
+
+    /// The cluster status as seen from the first running node.
+    pub async fn status(&self) -> anyhow::Result<apb::ClusterStatusResponse> {
+        let mut last = None;
+        for n in self.nodes.iter().filter(|n| n.is_running()) {
+            match admin(n).await {
+                Ok(mut c) => match c.cluster_status().await {
+                    Ok(r) => return Ok(r),
+                    Err(e) => last = Some(anyhow::anyhow!("node at {}: {e}", n.grpc)),
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no node is running")))
+    }
+
+    /// Waits until every shard has a leader on a running node and as many
+    /// voters as the cluster can give it, all caught up.
+    pub async fn wait_settled(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<apb::ClusterStatusResponse> {
+        let want = (self.spec.replication_factor as usize).min(self.spec.nodes);
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            match self.status().await {
+                Ok(s) => {
+                    let unsettled: Vec<String> = s
+                        .shards
+                        .iter()
+                        .filter(|sh| {
+                            sh.leader_id == 0
+                                || sh.replicas.iter().filter(|r| r.voter).count() != want
+                                || sh.replicas.iter().any(|r| !r.voter || r.lag > 0)
+                        })
+                        .map(|sh| format!("{}:{:?}", sh.shard, sh))
+                        .collect();
+                    if unsettled.is_empty() && s.shards.len() == self.spec.shards as usize {
+                        return Ok(s);
+                    }
+                    last = format!(
+                        "{} shards unsettled, e.g. {:?}",
+                        unsettled.len(),
+                        unsettled.first()
+                    );
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            if Instant::now() > deadline {
+                bail!("cluster did not settle within {timeout:?}: {last}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every shard has a leader (on a running node); returns how long it took.
+    pub async fn wait_all_leaders(&self, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < timeout {
+            match self.status().await {
+                Ok(s) => {
+                    let alive: Vec<u64> = s
+                        .nodes
+                        .iter()
+                        .filter(|n| n.reachable)
+                        .map(|n| n.id)
+                        .collect();
+                    let missing = s
+                        .shards
+                        .iter()
+                        .filter(|sh| !alive.contains(&sh.leader_id))
+                        .count();
+                    if missing == 0 {
+                        return Ok(started.elapsed());
+                    }
+                    last = format!("{missing} shards without a live leader");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("not every shard had a leader within {timeout:?}: {last}")
+    }
+
+    /// The node (index) leading the most shards.
+    pub async fn busiest_leader(&self) -> anyhow::Result<usize> {
+        let s = self.status().await?;
+        let n = s
+            .nodes
+            .iter()
+            .max_by_key(|n| n.leaders)
+            .context("no nodes in status")?;
+        Ok(n.id as usize - 1)
+    }
+}

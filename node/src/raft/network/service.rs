@@ -1,0 +1,322 @@
+//! The receiving side of node-to-node gRPC: [`RaftTransportService`] hands
+//! each message to the shard group it is for ([`GroupHost`]), openraft's
+//! messages and the KV layer's alike.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use cairn_proto::raft::v1 as rpb;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{OnlyFor, RemoteError, ShardRaftHandle};
+use crate::partition::ShardId;
+use crate::raft::log_store::{decode, encode};
+use crate::raft::snapshot;
+use crate::raft::state_machine::ShardStateMachine;
+use crate::raft::types::{ShardRaft, ShardRequest, ShardResponse};
+use openraft::raft::AppendEntriesResponse;
+
+/// The shard groups this node hosts, by shard.
+#[derive(Clone, Default)]
+pub struct ShardGroups {
+    groups: Arc<RwLock<HashMap<ShardId, ShardRaftHandle>>>,
+}
+
+impl ShardGroups {
+    /// Registers the Raft instance of `shard`.
+    pub fn insert(&self, shard: ShardId, raft: ShardRaftHandle) {
+        if let Ok(mut g) = self.groups.write() {
+            g.insert(shard, raft);
+        }
+    }
+
+    /// The Raft instance of `shard`, if hosted here.
+    pub fn get(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        self.groups.read().ok()?.get(&shard).cloned()
+    }
+}
+
+/// What the transport's server side needs from the node hosting the groups.
+#[tonic::async_trait]
+pub trait GroupHost: Send + Sync + 'static {
+    /// The group a peer's message is for; may start it (a new replica).
+    async fn group_for_peer(&self, shard: ShardId) -> Option<ShardRaftHandle>;
+    /// Commits a write forwarded by a peer.
+    async fn forward(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        hops: u32,
+    ) -> Result<ShardResponse, RemoteError>;
+    /// The read index of `shard` (leader only).
+    async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError>;
+    /// The membership of `shard` as this replica knows it.
+    async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError>;
+    /// Whether this node may answer a vote request of `shard`: not when it
+    /// removed its replica of the group and has not been given a newer
+    /// membership since (a replica with no log would vote for anyone).
+    async fn may_vote(&self, shard: ShardId) -> bool;
+}
+
+/// A replica's view of its group's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MembershipView {
+    /// The answering replica leads the group.
+    pub leader: bool,
+    /// Log index of the membership config (0: none yet).
+    pub log_index: u64,
+    /// The config is committed (applied on the answering replica).
+    pub committed: bool,
+    /// Voters and learners.
+    pub members: Vec<u64>,
+}
+
+impl MembershipView {
+    /// The view of `raft`.
+    pub fn of(raft: &ShardRaftHandle) -> Self {
+        use openraft::async_runtime::watch::WatchReceiver as _;
+        let m = raft.metrics().borrow_watched().clone();
+        let stored = &m.membership_config;
+        let log_index = stored.log_id().as_ref().map_or(0, |l| l.index());
+        let applied = m.last_applied.as_ref().map_or(0, |l| l.index());
+        let membership = stored.membership();
+        Self {
+            leader: m.state == openraft::ServerState::Leader,
+            log_index,
+            committed: applied >= log_index && membership.get_joint_config().len() == 1,
+            members: membership
+                .voter_ids()
+                .chain(membership.learner_ids())
+                .collect(),
+        }
+    }
+}
+
+fn not_hosted(shard: ShardId) -> RemoteError {
+    RemoteError {
+        retryable: true,
+        message: format!("shard {shard} has no replica here"),
+    }
+}
+
+#[tonic::async_trait]
+impl GroupHost for ShardGroups {
+    async fn group_for_peer(&self, shard: ShardId) -> Option<ShardRaftHandle> {
+        self.get(shard)
+    }
+
+    async fn forward(
+        &self,
+        shard: ShardId,
+        req: ShardRequest,
+        _hops: u32,
+    ) -> Result<ShardResponse, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        raft.client_write(req)
+            .await
+            .map(|r| r.data)
+            .map_err(RemoteError::unreachable)
+    }
+
+    async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        raft.get_read_linearizer(openraft::ReadPolicy::ReadIndex)
+            .await
+            .map(|l| l.read_log_id().index())
+            .map_err(RemoteError::unreachable)
+    }
+
+    async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError> {
+        let raft = self.get(shard).ok_or_else(|| not_hosted(shard))?;
+        Ok(MembershipView::of(&raft))
+    }
+
+    async fn may_vote(&self, _shard: ShardId) -> bool {
+        true
+    }
+}
+
+/// The server side of the transport: hands each message to its group.
+#[derive(Clone)]
+pub struct RaftTransportService {
+    host: Arc<dyn GroupHost>,
+}
+
+impl RaftTransportService {
+    /// Serves the groups of `host`.
+    pub fn new(host: impl GroupHost) -> Self {
+        Self {
+            host: Arc::new(host),
+        }
+    }
+
+    /// Serves the groups of a shared `host`.
+    pub fn shared(host: Arc<dyn GroupHost>) -> Self {
+        Self { host }
+    }
+
+    /// The tonic service of node `me`: it refuses messages addressed to
+    /// any other node id.
+    pub fn into_server(
+        self,
+        me: u64,
+    ) -> InterceptedService<rpb::raft_transport_server::RaftTransportServer<Self>, OnlyFor> {
+        InterceptedService::new(
+            rpb::raft_transport_server::RaftTransportServer::new(self)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+            OnlyFor(me),
+        )
+    }
+
+    async fn group(&self, shard: ShardId) -> Result<ShardRaftHandle, Status> {
+        self.host
+            .group_for_peer(shard)
+            .await
+            .ok_or_else(|| Status::not_found(format!("shard {shard} has no replica on this node")))
+    }
+}
+
+fn reply<T: Serialize, E: Serialize>(
+    shard: ShardId,
+    r: &Result<T, E>,
+) -> Result<Response<rpb::RaftMessage>, Status> {
+    let payload = encode(r).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(rpb::RaftMessage { shard, payload }))
+}
+
+fn request<T: DeserializeOwned>(m: &rpb::RaftMessage) -> Result<T, Status> {
+    decode(&m.payload)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))
+}
+
+#[tonic::async_trait]
+impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
+    async fn append_entries(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let raft = self.group(m.shard).await?;
+        let r = raft
+            .append_entries(request(&m)?)
+            .await
+            .map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
+
+    async fn vote(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        if !self.host.may_vote(m.shard).await {
+            return Err(Status::failed_precondition(format!(
+                "this node's replica of shard {} was removed from the group; it does not vote",
+                m.shard
+            )));
+        }
+        let raft = self.group(m.shard).await?;
+        let r = raft.vote(request(&m)?).await.map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
+
+    async fn install_snapshot_stream(
+        &self,
+        req: Request<Streaming<rpb::SnapshotChunk>>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let mut chunks = req.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("bad snapshot stream: no chunk"))?;
+        let shard = first.shard;
+        let raft = self.group(shard).await?;
+        let staging = raft
+            .with_state_machine(|sm: &mut ShardStateMachine| {
+                let dir = sm.staging_dir();
+                Box::pin(async move { dir })
+            })
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let (vote, snapshot) = snapshot::receive(staging.clone(), first, chunks)
+            .await
+            .inspect_err(|e| tracing::warn!(shard, error = %e, "refused a snapshot"))?;
+        let r = raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(|e| e.to_string());
+        // An installed snapshot was moved away; one Raft did not need stays.
+        snapshot::discard(staging).await;
+        reply(shard, &r)
+    }
+
+    async fn append_batch(
+        &self,
+        req: Request<rpb::RaftBatch>,
+    ) -> Result<Response<rpb::RaftBatch>, Status> {
+        let batch = req.into_inner();
+        let answers = batch.messages.into_iter().map(|m| async move {
+            let r: Result<AppendEntriesResponse<ShardRaft>, String> =
+                match (self.group(m.shard).await, request(&m)) {
+                    (Ok(raft), Ok(rpc)) => {
+                        raft.append_entries(rpc).await.map_err(|e| e.to_string())
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e.message().to_string()),
+                };
+            let payload = encode(&r).unwrap_or_default();
+            rpb::RaftMessage {
+                shard: m.shard,
+                payload,
+            }
+        });
+        let messages = futures::future::join_all(answers).await;
+        Ok(Response::new(rpb::RaftBatch { messages }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let raft = self.group(m.shard).await?;
+        let r = raft
+            .handle_transfer_leader(request(&m)?)
+            .await
+            .map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<rpb::ForwardRequest>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self
+            .host
+            .forward(m.shard, ShardRequest { command: m.command }, m.hops)
+            .await;
+        reply(m.shard, &r)
+    }
+
+    async fn read_index(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.host.read_index(m.shard).await;
+        reply(m.shard, &r)
+    }
+
+    async fn membership(
+        &self,
+        req: Request<rpb::RaftMessage>,
+    ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let m = req.into_inner();
+        let r = self.host.membership(m.shard).await;
+        reply(m.shard, &r)
+    }
+}
