@@ -97,6 +97,7 @@ error_codes! {
     DiskFull = "disk_full", ResourceExhausted, 507, true, "The data directory of the node that had to write is full; nothing was applied. Succeeds once space returns.";
     StorageError = "storage_error", Internal, 500, false, "The node's storage failed; nothing was applied. See the node's log.";
     RemoteError = "remote_error", Internal, 500, false, "The node a request was forwarded to failed in a way it did not classify.";
+    Internal = "internal", Internal, 500, false, "A check inside the node failed (a bug, or a task that stopped); nothing was applied. See the node's log.";
     // Cluster administration refusals: nothing was changed.
     NodeRemoved = "node_removed", FailedPrecondition, 409, false, "The node was removed from the cluster; its identity is fenced for good.";
     NotDrained = "not_drained", FailedPrecondition, 409, false, "The node must be drained (all replicas moved) before it can be removed.";

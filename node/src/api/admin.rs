@@ -18,7 +18,7 @@ use crate::api::status::ERROR_CODE_METADATA;
 use crate::clock::Clock;
 use crate::cluster::lifecycle::NodeRoom;
 use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
-use crate::cluster::observe::{ClusterObserver, Gathered, state_of};
+use crate::cluster::observe::{ClusterObserver, Gathered, ObservedShard, state_of};
 use crate::cluster::{Cluster, ClusterError, balancer};
 
 /// Admin front end over a node's [`Cluster`].
@@ -37,6 +37,7 @@ fn status(e: ClusterError) -> Status {
         | ClusterError::NotJoined => ErrorCode::Unavailable,
         ClusterError::Config(m) => return Status::invalid_argument(m.clone()),
         ClusterError::Storage(_) => ErrorCode::StorageError,
+        ClusterError::Task { .. } => ErrorCode::Internal,
         ClusterError::Raft(_) => return Status::internal(e.to_string()),
         ClusterError::UnknownNode(_) => return Status::not_found(e.to_string()),
         ClusterError::DiskFull(_) => ErrorCode::DiskFull,
@@ -331,7 +332,15 @@ impl apb::admin_server::Admin for AdminGrpc {
                 .cancel_rebalance(req.into_inner())
                 .await;
         }
-        let shards = self.observer.gather().await.map_err(status)?.shards;
+        let shards: Vec<ObservedShard> = self
+            .observer
+            .gather()
+            .await
+            .map_err(status)?
+            .shards
+            .iter()
+            .map(ObservedShard::of)
+            .collect();
         let plan = self
             .cluster
             .update_plan(self.clock.now_ms(), |p| {

@@ -24,11 +24,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_proto::admin::v1 as apb;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::meta::{self, META_SHARD, NodeRecord, NodeState, PlacementPlan};
+use super::observe::ObservedShard;
 use super::placement::{self, NodeSpec, ShardPlacement};
 use super::{Cluster, ClusterError};
 
@@ -79,25 +79,18 @@ fn set(ids: &[u64]) -> BTreeSet<u64> {
 }
 
 /// Voters of an observed shard, leader first.
-fn voters(s: &apb::ShardInfo) -> Vec<u64> {
-    let mut v: Vec<u64> = s
-        .replicas
-        .iter()
-        .filter(|r| r.voter)
-        .map(|r| r.node_id)
-        .collect();
-    v.sort_by_key(|&n| (n != s.leader_id, n));
+fn voters(s: &ObservedShard) -> Vec<u64> {
+    let mut v = s.voters.clone();
+    v.sort_by_key(|&n| (Some(n) != s.leader, n));
     v
 }
 
 /// Whether an observed shard is still moving towards `target`: its voters
 /// differ from the target or it has learners catching up. A shard nobody
 /// reported on counts as settled (it cannot move without a leader).
-fn in_flight(observed: Option<&apb::ShardInfo>, target: &[u64]) -> bool {
+fn in_flight(observed: Option<&ObservedShard>, target: &[u64]) -> bool {
     match observed {
-        Some(s) if s.leader_id != 0 => {
-            set(&voters(s)) != set(target) || s.replicas.iter().any(|r| !r.voter)
-        }
+        Some(s) if s.leader.is_some() => set(&s.voters) != set(target) || !s.learners.is_empty(),
         _ => false,
     }
 }
@@ -127,7 +120,7 @@ pub fn next_plan(
     nodes: &[NodeRecord],
     rf: u32,
     plan: &PlacementPlan,
-    observed: &[apb::ShardInfo],
+    observed: &[ObservedShard],
     max_moves: u32,
 ) -> Option<PlacementPlan> {
     if plan.paused {
@@ -173,7 +166,7 @@ pub fn next_plan(
 
 /// The plan with every shard whose move is in flight set back to the
 /// replicas it has now, and paused.
-pub fn cancelled(plan: &PlacementPlan, observed: &[apb::ShardInfo]) -> PlacementPlan {
+pub fn cancelled(plan: &PlacementPlan, observed: &[ObservedShard]) -> PlacementPlan {
     let mut next = plan.clone();
     for (s, target) in next.shards.iter_mut().enumerate() {
         if let Some(o) = observed.get(s)
@@ -187,12 +180,11 @@ pub fn cancelled(plan: &PlacementPlan, observed: &[apb::ShardInfo]) -> Placement
     next
 }
 
-/// Where a shard map observation comes from (the admin service merges
-/// every node's report).
+/// Where a shard map observation comes from ([`ClusterObserver`](super::observe::ClusterObserver)
+/// merges every node's report).
 pub trait Observer: Send + Sync + 'static {
-    /// Every data shard as its leader reports it (`leader_id` 0 when none
-    /// answered).
-    fn observe(&self) -> impl std::future::Future<Output = Vec<apb::ShardInfo>> + Send;
+    /// Every data shard as its leader reports it.
+    fn observe(&self) -> impl std::future::Future<Output = Vec<ObservedShard>> + Send;
 }
 
 /// Runs the balancer until `stop` turns true; it acts only while this node
@@ -223,7 +215,7 @@ pub async fn run<O: Observer>(
 
 async fn step(
     cluster: &Cluster,
-    observed: &[apb::ShardInfo],
+    observed: &[ObservedShard],
     tuning: RebalanceTuning,
     now_ms: u64,
 ) -> Result<(), ClusterError> {

@@ -152,16 +152,26 @@ pub enum ClusterError {
     /// Invalid settings.
     #[error("{0}")]
     Config(String),
-    /// Storage failed.
+    /// Storage failed (the [`StorageError`] is the source).
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<StorageError>),
     /// This node leads the shard but its disk is full: the write was not
     /// proposed. It succeeds once space returns or leadership moves.
     #[error("{0}")]
     DiskFull(String),
-    /// A Raft group stopped or refused in a way that retrying will not fix.
+    /// A Raft group stopped or refused in a way that retrying will not fix
+    /// (openraft's error, or a peer's answer, is the source).
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(#[source] Arc<dyn std::error::Error + Send + Sync>),
+    /// A task this operation waited for stopped (panicked or was cancelled).
+    #[error("{what} stopped: {source}")]
+    Task {
+        /// What the task was doing.
+        what: &'static str,
+        /// Why it stopped.
+        #[source]
+        source: Arc<tokio::task::JoinError>,
+    },
     /// No node has this id.
     #[error("node {0} is not a member of this cluster")]
     UnknownNode(u64),
@@ -185,7 +195,17 @@ impl ClusterError {
 
 impl From<StorageError> for ClusterError {
     fn from(e: StorageError) -> Self {
-        Self::Storage(e.to_string())
+        Self::Storage(Arc::new(e))
+    }
+}
+
+impl ClusterError {
+    /// A task of `what` that stopped.
+    pub(crate) fn task(what: &'static str, e: tokio::task::JoinError) -> Self {
+        Self::Task {
+            what,
+            source: Arc::new(e),
+        }
     }
 }
 
@@ -227,8 +247,8 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn raft_err<E: std::fmt::Display>(e: E) -> ClusterError {
-    ClusterError::Raft(e.to_string())
+fn raft_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> ClusterError {
+    ClusterError::Raft(Arc::new(e))
 }
 
 impl Cluster {
@@ -362,8 +382,11 @@ impl Cluster {
             crate::raft::removal::destroy(&engine, shard, removed_at)
         })
         .await
-        .map_err(|e| ClusterError::Storage(e.to_string()))?
-        .map_err(|e| ClusterError::Storage(e.to_string()))?;
+        .map_err(|e| ClusterError::task("removing a replica's data", e))?
+        .map_err(|source| StorageError::Io {
+            context: format!("removing the data of shard {shard}"),
+            source,
+        })?;
         tracing::info!(
             shard,
             removed_at,

@@ -30,6 +30,33 @@ pub fn state_of(state: NodeState) -> apb::NodeState {
     }
 }
 
+/// One data shard as its leader reports it: what the balancer plans from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObservedShard {
+    /// The shard.
+    pub shard: ShardId,
+    /// Its leader, when one answered.
+    pub leader: Option<u64>,
+    /// Its voting replicas.
+    pub voters: Vec<u64>,
+    /// Replicas still catching up (not voting yet).
+    pub learners: Vec<u64>,
+}
+
+impl ObservedShard {
+    /// The shard as the admin API's merged report shows it.
+    pub fn of(info: &apb::ShardInfo) -> Self {
+        let (voters, learners): (Vec<&apb::ReplicaInfo>, Vec<_>) =
+            info.replicas.iter().partition(|r| r.voter);
+        Self {
+            shard: info.shard,
+            leader: (info.leader_id != 0).then_some(info.leader_id),
+            voters: voters.iter().map(|r| r.node_id).collect(),
+            learners: learners.iter().map(|r| r.node_id).collect(),
+        }
+    }
+}
+
 /// Observes the cluster a node belongs to. Cheap to clone.
 #[derive(Clone)]
 pub struct ClusterObserver {
@@ -183,7 +210,7 @@ pub struct Gathered {
 }
 
 impl balancer::Observer for ClusterObserver {
-    async fn observe(&self) -> Vec<apb::ShardInfo> {
+    async fn observe(&self) -> Vec<ObservedShard> {
         let Ok(nodes) = self.cluster.nodes() else {
             return Vec::new();
         };
@@ -192,7 +219,11 @@ impl balancer::Observer for ClusterObserver {
             .filter(|n| n.state != NodeState::Removed)
             .collect();
         let reports = self.reports(&nodes).await;
-        merge(self.cluster.shards().get(), &reports).0
+        merge(self.cluster.shards().get(), &reports)
+            .0
+            .iter()
+            .map(ObservedShard::of)
+            .collect()
     }
 }
 

@@ -121,7 +121,7 @@ impl Cluster {
                         Err(e) if e.retryable => {
                             last = format!("node {}: {}", target.id, e.message)
                         }
-                        Err(e) => return Err(ClusterError::Raft(e.message)),
+                        Err(e) => return Err(ClusterError::Raft(Arc::new(e))),
                     }
                     if Instant::now() + pause > deadline {
                         return Err(full());
@@ -173,7 +173,7 @@ impl Cluster {
                 match self.forward(&target, shard, &req, hops + 1).await {
                     Ok(r) => return Ok(r),
                     Err(e) if e.retryable => last = format!("node {}: {}", target.id, e.message),
-                    Err(e) => return Err(ClusterError::Raft(e.message)),
+                    Err(e) => return Err(ClusterError::Raft(Arc::new(e))),
                 }
             } else if self.member_group(shard).is_none() {
                 return Err(ClusterError::NotHosted {

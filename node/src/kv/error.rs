@@ -2,6 +2,8 @@
 //! registry ([`cairn_proto::ErrorCode`]), which also gives its gRPC and HTTP
 //! statuses.
 
+use std::sync::Arc;
+
 use cairn_proto::ErrorCode;
 
 use crate::apply::ApplyError;
@@ -45,9 +47,14 @@ pub enum KvError {
     /// The node cannot serve now (shutting down); retrying elsewhere or later is safe.
     #[error("{0}")]
     Unavailable(String),
-    /// Storage failed; the request had no effect.
+    /// Storage failed; the request had no effect (the [`StorageError`] is
+    /// the source).
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<StorageError>),
+    /// A check inside the node failed (an invariant, or a task that
+    /// stopped); the request had no effect.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The disk of the node that had to write is full; the request had no
     /// effect. Retrying after space is freed (or, in a cluster, after the
     /// shard's leadership moved) succeeds.
@@ -72,6 +79,7 @@ impl KvError {
             Self::RevisionNotReached { .. } => ErrorCode::RevisionNotReached,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Storage(_) => ErrorCode::StorageError,
+            Self::Internal(_) => ErrorCode::Internal,
             Self::DiskFull(_) => ErrorCode::DiskFull,
             Self::Remote(_) => ErrorCode::RemoteError,
         }
@@ -98,7 +106,7 @@ impl From<CommitError> for KvError {
             CommitError::Refused(r) => Self::Refused(r),
             CommitError::Storage(s) => match s.as_ref() {
                 StorageError::DiskFull { .. } => Self::DiskFull(s.to_string()),
-                _ => Self::Storage(s.to_string()),
+                _ => Self::Storage(s),
             },
             CommitError::Closed => Self::Unavailable("the node is shutting down".into()),
         }
@@ -109,7 +117,10 @@ impl From<crate::cluster::ClusterError> for KvError {
     fn from(e: crate::cluster::ClusterError) -> Self {
         use crate::cluster::ClusterError as C;
         match e {
-            C::Storage(s) => Self::Storage(s),
+            C::Storage(s) => match s.as_ref() {
+                StorageError::DiskFull { .. } => Self::DiskFull(s.to_string()),
+                _ => Self::Storage(s),
+            },
             C::DiskFull(s) => Self::DiskFull(s),
             other => Self::Unavailable(other.to_string()),
         }
@@ -120,13 +131,13 @@ impl From<StorageError> for KvError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::DiskFull { .. } => Self::DiskFull(e.to_string()),
-            e => Self::Storage(e.to_string()),
+            e => Self::Storage(Arc::new(e)),
         }
     }
 }
 
 impl From<rocksdb::Error> for KvError {
     fn from(e: rocksdb::Error) -> Self {
-        Self::Storage(e.to_string())
+        Self::Storage(Arc::new(StorageError::Rocks(e)))
     }
 }

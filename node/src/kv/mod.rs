@@ -140,7 +140,7 @@ impl KvStore {
             let id = cluster_id.to_string();
             tokio::task::spawn_blocking(move || load_states(&engine, &opts, Some(&id)))
                 .await
-                .map_err(|e| ClusterError::Storage(e.to_string()))??
+                .map_err(|e| ClusterError::task("opening the data directory", e))??
         };
         let progress = Arc::new(ShardProgress::new(&states));
         let cluster = Cluster::open(engine.clone(), opts.shards, progress.clone(), cluster).await?;
@@ -290,7 +290,7 @@ impl KvStore {
                         revision: resp.revision,
                     }),
                     Some(Err(refused)) => Err(KvError::Refused(refused)),
-                    None => Err(KvError::Storage("the shard returned no result".into())),
+                    None => Err(KvError::Internal("the shard returned no result".into())),
                 }
             }
         }
@@ -309,8 +309,8 @@ impl KvStore {
                 .pop()
                 .and_then(|r| r.result)
                 .map(|r| (r, header))
-                .ok_or_else(|| KvError::Storage("empty write result".into())),
-            _ => Err(KvError::Storage("unexpected write result".into())),
+                .ok_or_else(|| KvError::Internal("empty write result".into())),
+            _ => Err(KvError::Internal("unexpected write result".into())),
         }
     }
 
@@ -324,7 +324,7 @@ impl KvStore {
                 r.header = Some(h);
                 Ok(r)
             }
-            _ => Err(KvError::Storage("unexpected write result".into())),
+            _ => Err(KvError::Internal("unexpected write result".into())),
         }
     }
 
@@ -338,7 +338,7 @@ impl KvStore {
                 r.header = Some(h);
                 Ok(r)
             }
-            _ => Err(KvError::Storage("unexpected write result".into())),
+            _ => Err(KvError::Internal("unexpected write result".into())),
         }
     }
 
@@ -352,7 +352,7 @@ impl KvStore {
                 r.header = Some(h);
                 Ok(r)
             }
-            _ => Err(KvError::Storage("unexpected write result".into())),
+            _ => Err(KvError::Internal("unexpected write result".into())),
         }
     }
 
@@ -371,7 +371,7 @@ impl KvStore {
                 header: Some(header),
                 results,
             }),
-            _ => Err(KvError::Storage("unexpected batch result".into())),
+            _ => Err(KvError::Internal("unexpected batch result".into())),
         }
     }
 
@@ -391,7 +391,7 @@ impl KvStore {
                 succeeded,
                 results,
             }),
-            _ => Err(KvError::Storage("unexpected txn result".into())),
+            _ => Err(KvError::Internal("unexpected txn result".into())),
         }
     }
 }

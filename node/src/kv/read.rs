@@ -206,8 +206,8 @@ impl KvStore {
             .map(|r| (local_pos, r))
             .into_iter()
             .chain(remote_pos.into_iter().zip(remote_resps));
-        let (results, revision) =
-            batch_get::merge(req.keys.len(), parts).map_err(|e| KvError::Storage(e.to_string()))?;
+        let (results, revision) = batch_get::merge(req.keys.len(), parts)
+            .map_err(|e| KvError::Internal(e.to_string()))?;
         Ok(pb::BatchGetResponse {
             header: Some(self.header(revision, None)),
             results,
@@ -314,7 +314,7 @@ impl KvStore {
             })
             .collect();
         let (kvs, next_page_token) = merge_pages(pages, limit)
-            .map_err(|e| KvError::Storage(format!("merging scan pages: {e}")))?;
+            .map_err(|e| KvError::Internal(format!("merging scan pages: {e}")))?;
         Ok(pb::ScanResponse {
             header: Some(self.header(revision, None)),
             kvs,
@@ -352,7 +352,7 @@ impl KvStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.scan_blocking(&plan, &shards))
             .await
-            .map_err(|e| KvError::Storage(format!("scan task failed: {e}")))?
+            .map_err(|e| KvError::Internal(format!("scan task failed: {e}")))?
     }
 
     fn scan_blocking(

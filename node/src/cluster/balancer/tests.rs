@@ -17,23 +17,15 @@ fn active(ids: std::ops::RangeInclusive<u64>) -> Vec<NodeRecord> {
 }
 
 /// What the shard leaders would report once every shard matches `plan`.
-fn settled(plan: &PlacementPlan) -> Vec<apb::ShardInfo> {
+fn settled(plan: &PlacementPlan) -> Vec<ObservedShard> {
     plan.shards
         .iter()
         .enumerate()
-        .map(|(s, p)| apb::ShardInfo {
+        .map(|(s, p)| ObservedShard {
             shard: s as u32,
-            leader_id: p.replicas[0],
-            replicas: p
-                .replicas
-                .iter()
-                .map(|&node_id| apb::ReplicaInfo {
-                    node_id,
-                    voter: true,
-                    lag: 0,
-                })
-                .collect(),
-            ..Default::default()
+            leader: Some(p.replicas[0]),
+            voters: p.replicas.clone(),
+            learners: Vec::new(),
         })
         .collect()
 }

@@ -4,9 +4,10 @@
 
 use cairn_proto::raft::v1 as rpb;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tonic::Request;
 
-use super::{MembershipView, Peers};
+use super::{MembershipView, PeerClient, Peers};
 use crate::partition::ShardId;
 use crate::raft::log_store::decode;
 use crate::raft::types::{ShardRequest, ShardResponse};
@@ -69,18 +70,8 @@ impl Peers {
         addr: &str,
         shard: ShardId,
     ) -> Result<u64, RemoteError> {
-        let mut client = self.client(id, addr).map_err(RemoteError::unreachable)?;
-        let mut msg = Request::new(rpb::RaftMessage {
-            shard,
-            payload: Vec::new(),
-        });
-        msg.set_timeout(std::time::Duration::from_secs(5));
-        let reply = client
-            .read_index(msg)
+        self.ask(id, addr, shard, async |mut c, m| c.read_index(m).await)
             .await
-            .map_err(RemoteError::unreachable)?
-            .into_inner();
-        decode::<Result<u64, RemoteError>>(&reply.payload).map_err(RemoteError::unreachable)?
     }
 
     /// The membership of `shard` as peer `id` knows it.
@@ -93,18 +84,32 @@ impl Peers {
         addr: &str,
         shard: ShardId,
     ) -> Result<MembershipView, RemoteError> {
-        let mut client = self.client(id, addr).map_err(RemoteError::unreachable)?;
+        self.ask(id, addr, shard, async |mut c, m| c.membership(m).await)
+            .await
+    }
+
+    /// One question about `shard` to peer `id` (an empty envelope, 5 s to
+    /// answer), whose reply carries a `Result<T, RemoteError>`.
+    async fn ask<T: DeserializeOwned>(
+        &self,
+        id: u64,
+        addr: &str,
+        shard: ShardId,
+        call: impl AsyncFnOnce(
+            PeerClient,
+            Request<rpb::RaftMessage>,
+        ) -> Result<tonic::Response<rpb::RaftMessage>, tonic::Status>,
+    ) -> Result<T, RemoteError> {
+        let client = self.client(id, addr).map_err(RemoteError::unreachable)?;
         let mut msg = Request::new(rpb::RaftMessage {
             shard,
             payload: Vec::new(),
         });
         msg.set_timeout(std::time::Duration::from_secs(5));
-        let reply = client
-            .membership(msg)
+        let reply = call(client, msg)
             .await
             .map_err(RemoteError::unreachable)?
             .into_inner();
-        decode::<Result<MembershipView, RemoteError>>(&reply.payload)
-            .map_err(RemoteError::unreachable)?
+        decode::<Result<T, RemoteError>>(&reply.payload).map_err(RemoteError::unreachable)?
     }
 }
