@@ -12,7 +12,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use cairn_keyspace::ShardId;
 use cairn_keyspace::batch_get;
-use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
+use cairn_keyspace::scan_page::merge_responses;
 use cairn_proto::ERROR_CODE_METADATA;
 
 use crate::admin::Admin;
@@ -472,18 +472,7 @@ impl Client {
                 .unwrap_or(usize::MAX),
             n => n as usize,
         };
-        let mut revision = 0;
-        let pages = responses
-            .into_iter()
-            .map(|r| {
-                revision = revision.max(r.header.map_or(0, |h| h.revision));
-                ShardsPage {
-                    more: !r.next_page_token.is_empty(),
-                    kvs: r.kvs,
-                }
-            })
-            .collect();
-        let (kvs, next_page_token) = merge_pages(pages, limit)
+        let (kvs, next_page_token, revision) = merge_responses(responses, limit)
             .map_err(|e| ClientError::UnexpectedResponse(e.to_string()))?;
         Ok(pb::ScanResponse {
             header: Some(pb::ResponseHeader {

@@ -7,7 +7,7 @@
 //! last key it returned, so the next page can start right after it on any
 //! node, whichever way the shards are split then.
 
-use cairn_proto::kv::v1::KeyValue;
+use cairn_proto::kv::v1::{KeyValue, ScanResponse};
 
 /// Version byte in front of every page token.
 const PAGE_TOKEN_V1: u8 = 1;
@@ -89,6 +89,31 @@ pub fn merge_pages(
         _ => Vec::new(),
     };
     Ok((kvs, token))
+}
+
+/// [`merge_pages`] over the scan responses of the parts of one split scan
+/// (node and smart client both split by owner): the merged keys, the page
+/// token, and the highest revision any part read at.
+///
+/// # Errors
+/// As [`merge_pages`].
+pub fn merge_responses(
+    parts: Vec<ScanResponse>,
+    limit: usize,
+) -> Result<(Vec<KeyValue>, Vec<u8>, u64), MergeError> {
+    let mut revision = 0;
+    let pages = parts
+        .into_iter()
+        .map(|p| {
+            revision = revision.max(p.header.map_or(0, |h| h.revision));
+            ShardsPage {
+                more: !p.next_page_token.is_empty(),
+                kvs: p.kvs,
+            }
+        })
+        .collect();
+    let (kvs, token) = merge_pages(pages, limit)?;
+    Ok((kvs, token, revision))
 }
 
 #[cfg(test)]

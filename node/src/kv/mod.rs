@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_keyspace::batch_get;
-use cairn_keyspace::scan_page::{ShardsPage, merge_pages};
+use cairn_keyspace::scan_page::merge_responses;
 use cairn_proto::kv::v1 as pb;
 use rocksdb::ReadOptions;
 

@@ -301,19 +301,8 @@ impl KvStore {
         }));
         let (local_page, remote_pages) =
             futures::future::try_join(local_part, remote_parts).await?;
-        let mut revision = 0;
-        let pages = local_page
-            .into_iter()
-            .chain(remote_pages)
-            .map(|p| {
-                revision = revision.max(p.header.map_or(0, |h| h.revision));
-                ShardsPage {
-                    more: !p.next_page_token.is_empty(),
-                    kvs: p.kvs,
-                }
-            })
-            .collect();
-        let (kvs, next_page_token) = merge_pages(pages, limit)
+        let parts = local_page.into_iter().chain(remote_pages).collect();
+        let (kvs, next_page_token, revision) = merge_responses(parts, limit)
             .map_err(|e| KvError::Internal(format!("merging scan pages: {e}")))?;
         Ok(pb::ScanResponse {
             header: Some(self.header(revision, None)),
