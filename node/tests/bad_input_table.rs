@@ -116,6 +116,13 @@ async fn bad_http_requests_get_clear_errors_and_change_nothing() {
             "if_absent",
         ),
         (
+            "DELETE",
+            "/store/sentinel?return_previous=please".into(),
+            vec![],
+            StatusCode::BAD_REQUEST,
+            "return_previous",
+        ),
+        (
             "PUT",
             "/store/sentinel?if_revision=999".into(),
             b"x".to_vec(),

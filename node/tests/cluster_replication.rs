@@ -1,5 +1,6 @@
 //! A replicated cluster of real `cairn-node` processes on loopback: the KV
-//! conformance suite through every node and through the smart client, leader failover under load with a
+//! conformance suite through every node (gRPC and the HTTP gateway) and
+//! through the smart client, leader failover under load with a
 //! check of every acknowledged write, whole-cluster crash and restart,
 //! catch-up of a lagging replica by snapshot, and the idle cost of many shards.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
@@ -27,7 +28,21 @@ async fn conformance_suite_passes_through_every_node() {
     // And through the smart client, which routes each request to its
     // shard's leader and splits multi-shard reads.
     let client = Client::connect(&cluster.endpoints()).await.unwrap();
-    conformance::run_all_with(client).await;
+    assert!(conformance::run_all_with(client).await.is_empty());
+    // And through each node's HTTP gateway, which serves keys whose leader
+    // is elsewhere the same way; it has no BatchGet, Batch or Txn.
+    for node in &cluster.nodes {
+        let http = cairn_testkit::http_api::HttpKv::new(node.http_url());
+        let left_out = conformance::run_all_with(http).await;
+        assert_eq!(
+            left_out,
+            [
+                "batch_get_in_request_order",
+                "batch_is_atomic",
+                "txn_branches"
+            ]
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

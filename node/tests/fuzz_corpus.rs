@@ -148,6 +148,14 @@ fn http_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         ("delete", "DELETE", 0, "/store/k?if_revision=3", "", ""),
         (
+            "delete-return-previous",
+            "DELETE",
+            0,
+            "/store/k?return_previous=true",
+            "",
+            "",
+        ),
+        (
             "delete-if-match",
             "DELETE",
             16,

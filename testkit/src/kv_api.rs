@@ -1,6 +1,7 @@
 //! [`KvApi`]: what the conformance suite needs of a key-value front end, so
 //! one suite checks every way users reach Cairn — the raw gRPC stub (any
-//! node of any topology) and the smart client [`cairn_client::Client`].
+//! node of any topology), the smart client [`cairn_client::Client`] and the
+//! HTTP gateway ([`crate::http_api::HttpKv`]).
 //!
 //! Outcomes keep gRPC's shape (`tonic::Response` / `tonic::Status`, the
 //! stable error code in the `cairn-error-code` metadata), because that is
@@ -17,8 +18,34 @@ use tonic::{Response, Status};
 /// The result of one call, as gRPC reports it.
 pub type Outcome<T> = Result<Response<T>, Status>;
 
+/// The parts of the API a front end may lack (the HTTP gateway has no
+/// multi-key calls). The suite runs every check whose parts are offered and
+/// names the ones it left out, so a gap is visible, never silent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Surface {
+    /// `BatchGet`
+    pub batch_get: bool,
+    /// `Batch`
+    pub batch: bool,
+    /// `Txn`
+    pub txn: bool,
+}
+
+impl Surface {
+    /// The whole API, as gRPC offers it.
+    pub const FULL: Surface = Surface {
+        batch_get: true,
+        batch: true,
+        txn: true,
+    };
+}
+
 /// A front end of the key-value API.
 pub trait KvApi: Clone + Send + Sync + 'static {
+    /// What this front end offers; gRPC front ends offer everything.
+    fn surface(&self) -> Surface {
+        Surface::FULL
+    }
     /// Whether a `BatchGet` may be split into one request per shard leader
     /// (the smart client does), so a request over the server's key limit
     /// can be served in parts instead of refused.

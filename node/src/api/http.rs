@@ -2,11 +2,17 @@
 //!
 //! Routes (keys are percent-decoded path bytes, so `/` and any byte work):
 //! - `PUT /store` — JSON `{"key", "value", "ttl_seconds", "if_absent", "if_revision", "encoding"}`
-//! - `PUT /store/{key}` — raw body; `?ttl_seconds=&if_absent=&if_revision=&keep_ttl=`,
+//! - `PUT /store/{key}` — raw body; `?ttl_seconds=&if_absent=&if_revision=&keep_ttl=&return_previous=`,
 //!   `If-None-Match: *`, `If-Match: "<mod_revision>"`
 //! - `GET|HEAD /store/{key}` — raw body, revision headers and an `ETag`
-//! - `DELETE /store/{key}` — 204, or 404 if absent
-//! - `UPDATE|PATCH /store/{key}` — raw body, only if the key exists (else 404)
+//! - `DELETE /store/{key}` — 204, or 404 if absent; `?if_revision=`, and
+//!   `?return_previous=true` answers 200 with the deleted value as JSON
+//! - `UPDATE|PATCH /store/{key}` — raw body, only if the key exists (else 404);
+//!   `?ttl_seconds=&keep_ttl=&if_revision=&return_previous=`
+//!
+//! `return_previous=true` adds `"previous"` (the value replaced or deleted,
+//! in the listing's JSON form) to a write's answer; the full reference is
+//! `docs/API.md`.
 //! - `GET /store?prefix=&start=&end=&limit=&page_token=&keys_only=&encoding=` — JSON page
 //!
 //! Reads take `?consistency=serializable` and `?min_revision=N`. Errors are
@@ -216,7 +222,7 @@ pub fn decode_request(
                             keep_ttl: flag(&q, "keep_ttl")?,
                             if_absent: flag(&q, "if_absent")? || if_none_match,
                             if_mod_revision: if_revision(&q, headers)?,
-                            return_previous: false,
+                            return_previous: flag(&q, "return_previous")?,
                             request_id: idempotency_key(headers),
                         },
                         if_none_match,
@@ -228,13 +234,13 @@ pub fn decode_request(
                     ttl_ms: ttl_ms(&q)?,
                     keep_ttl: flag(&q, "keep_ttl")?,
                     if_mod_revision: if_revision(&q, headers)?,
-                    return_previous: false,
+                    return_previous: flag(&q, "return_previous")?,
                     request_id: idempotency_key(headers),
                 })),
                 "DELETE" => Ok(GatewayRequest::Delete(pb::DeleteRequest {
                     key,
                     if_mod_revision: if_revision(&q, headers)?,
-                    return_previous: false,
+                    return_previous: flag(&q, "return_previous")?,
                     request_id: idempotency_key(headers),
                 })),
                 _ => Err(not_allowed(method, KEY_METHODS)),
@@ -297,12 +303,21 @@ impl Gateway {
                     r.header.as_ref(),
                     r.kv.as_ref(),
                     None,
+                    r.previous.as_ref(),
                 ))
             }
             GatewayRequest::Delete(req) => {
                 let key = req.key.clone();
                 let r = self.store.delete(req).await?;
-                if r.existed {
+                if let (true, Some(previous)) = (r.existed, r.previous.as_ref()) {
+                    let body = json!({
+                        "revision": r.header.as_ref().map_or(0, |h| h.revision),
+                        "previous": kv_json(previous, false),
+                    });
+                    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+                    add_revision(&mut resp, r.header.as_ref());
+                    Ok(resp)
+                } else if r.existed {
                     let mut resp = StatusCode::NO_CONTENT.into_response();
                     add_revision(&mut resp, r.header.as_ref());
                     Ok(resp)
@@ -501,14 +516,23 @@ fn put_response(r: &pb::PutResponse) -> Response {
     } else {
         StatusCode::OK
     };
-    write_response(status, r.header.as_ref(), r.kv.as_ref(), Some(r.created))
+    write_response(
+        status,
+        r.header.as_ref(),
+        r.kv.as_ref(),
+        Some(r.created),
+        r.previous.as_ref(),
+    )
 }
 
+/// A write's JSON answer: the revision, the written key's metadata,
+/// `created` for a put, `previous` when `return_previous` asked for it.
 fn write_response(
     status: StatusCode,
     h: Option<&pb::ResponseHeader>,
     kv: Option<&pb::KeyValue>,
     created: Option<bool>,
+    previous: Option<&pb::KeyValue>,
 ) -> Response {
     let kv = kv.cloned().unwrap_or_default();
     let mut body = json!({
@@ -518,8 +542,13 @@ fn write_response(
         "version": kv.version,
         "expires_at_ms": kv.expires_at_ms,
     });
-    if let (Some(c), Some(obj)) = (created, body.as_object_mut()) {
-        obj.insert("created".into(), Value::Bool(c));
+    if let Some(obj) = body.as_object_mut() {
+        if let Some(c) = created {
+            obj.insert("created".into(), Value::Bool(c));
+        }
+        if let Some(p) = previous {
+            obj.insert("previous".into(), kv_json(p, false));
+        }
     }
     let mut resp = (status, axum::Json(body)).into_response();
     insert_meta_headers(resp.headers_mut(), &kv);
