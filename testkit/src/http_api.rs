@@ -251,26 +251,51 @@ fn ttl_seconds(ttl_ms: u64) -> Result<Option<(&'static str, String)>, Status> {
     }
 }
 
-/// The write options every keyed write route shares.
-fn write_request(
-    mut request: RequestBuilder,
+/// The options of a keyed write, as query parameters and headers.
+#[derive(Default)]
+struct WriteOptions<'r> {
+    ttl_ms: u64,
+    keep_ttl: bool,
+    if_absent: bool,
     if_mod_revision: Option<u64>,
     return_previous: bool,
-    request_id: &[u8],
-) -> Result<RequestBuilder, Status> {
-    if let Some(rev) = if_mod_revision {
-        request = request.query(&[("if_revision", rev.to_string())]);
+    request_id: &'r [u8],
+}
+
+impl WriteOptions<'_> {
+    fn apply(&self, mut request: RequestBuilder) -> Result<RequestBuilder, Status> {
+        if let Some(ttl) = ttl_seconds(self.ttl_ms)? {
+            request = request.query(&[ttl]);
+        }
+        for (set, name) in [
+            (self.keep_ttl, "keep_ttl"),
+            (self.if_absent, "if_absent"),
+            (self.return_previous, "return_previous"),
+        ] {
+            if set {
+                request = request.query(&[(name, "true")]);
+            }
+        }
+        if let Some(rev) = self.if_mod_revision {
+            request = request.query(&[("if_revision", rev.to_string())]);
+        }
+        if !self.request_id.is_empty() {
+            let id = reqwest::header::HeaderValue::from_bytes(self.request_id).map_err(|_| {
+                Status::unimplemented("the Idempotency-Key header carries visible ASCII only")
+            })?;
+            request = request.header("idempotency-key", id);
+        }
+        Ok(request)
     }
-    if return_previous {
-        request = request.query(&[("return_previous", "true")]);
+}
+
+/// Sends a `PUT` or `PATCH` and reads its JSON answer.
+async fn written(request: RequestBuilder) -> Result<JsonWritten, Status> {
+    let a = send(request).await?;
+    if !a.status.is_success() {
+        return Err(a.into_status());
     }
-    if !request_id.is_empty() {
-        let id = reqwest::header::HeaderValue::from_bytes(request_id).map_err(|_| {
-            Status::unimplemented("the Idempotency-Key header carries visible ASCII only")
-        })?;
-        request = request.header("idempotency-key", id);
-    }
-    Ok(request)
+    a.json()
 }
 
 fn unsupported(what: &str) -> Status {
@@ -320,22 +345,16 @@ impl KvApi for HttpKv {
     }
 
     async fn put(&mut self, r: pb::PutRequest) -> Outcome<pb::PutResponse> {
-        let mut request = self.client.put(self.key_url(&r.key)).body(r.value.clone());
-        if let Some(ttl) = ttl_seconds(r.ttl_ms)? {
-            request = request.query(&[ttl]);
-        }
-        if r.keep_ttl {
-            request = request.query(&[("keep_ttl", "true")]);
-        }
-        if r.if_absent {
-            request = request.query(&[("if_absent", "true")]);
-        }
-        let request = write_request(request, r.if_mod_revision, r.return_previous, &r.request_id)?;
-        let a = send(request).await?;
-        if !a.status.is_success() {
-            return Err(a.into_status());
-        }
-        let mut w: JsonWritten = a.json()?;
+        let options = WriteOptions {
+            ttl_ms: r.ttl_ms,
+            keep_ttl: r.keep_ttl,
+            if_absent: r.if_absent,
+            if_mod_revision: r.if_mod_revision,
+            return_previous: r.return_previous,
+            request_id: &r.request_id,
+        };
+        let request = self.client.put(self.key_url(&r.key)).body(r.value.clone());
+        let mut w = written(options.apply(request)?).await?;
         Ok(Response::new(pb::PutResponse {
             header: w.header(),
             kv: Some(w.kv(&r.key)),
@@ -345,22 +364,19 @@ impl KvApi for HttpKv {
     }
 
     async fn update(&mut self, r: pb::UpdateRequest) -> Outcome<pb::UpdateResponse> {
-        let mut request = self
+        let options = WriteOptions {
+            ttl_ms: r.ttl_ms,
+            keep_ttl: r.keep_ttl,
+            if_mod_revision: r.if_mod_revision,
+            return_previous: r.return_previous,
+            request_id: &r.request_id,
+            ..Default::default()
+        };
+        let request = self
             .client
             .patch(self.key_url(&r.key))
             .body(r.value.clone());
-        if let Some(ttl) = ttl_seconds(r.ttl_ms)? {
-            request = request.query(&[ttl]);
-        }
-        if r.keep_ttl {
-            request = request.query(&[("keep_ttl", "true")]);
-        }
-        let request = write_request(request, r.if_mod_revision, r.return_previous, &r.request_id)?;
-        let a = send(request).await?;
-        if !a.status.is_success() {
-            return Err(a.into_status());
-        }
-        let mut w: JsonWritten = a.json()?;
+        let mut w = written(options.apply(request)?).await?;
         Ok(Response::new(pb::UpdateResponse {
             header: w.header(),
             kv: Some(w.kv(&r.key)),
@@ -369,13 +385,13 @@ impl KvApi for HttpKv {
     }
 
     async fn delete(&mut self, r: pb::DeleteRequest) -> Outcome<pb::DeleteResponse> {
-        let request = write_request(
-            self.client.delete(self.key_url(&r.key)),
-            r.if_mod_revision,
-            r.return_previous,
-            &r.request_id,
-        )?;
-        let a = send(request).await?;
+        let options = WriteOptions {
+            if_mod_revision: r.if_mod_revision,
+            return_previous: r.return_previous,
+            request_id: &r.request_id,
+            ..Default::default()
+        };
+        let a = send(options.apply(self.client.delete(self.key_url(&r.key)))?).await?;
         let revision = pb::ResponseHeader {
             revision: a.header_u64("x-cairn-revision"),
             ..Default::default()
