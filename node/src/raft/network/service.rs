@@ -178,6 +178,25 @@ impl RaftTransportService {
             .await
             .ok_or_else(|| Status::not_found(format!("shard {shard} has no replica on this node")))
     }
+
+    /// Runs one openraft RPC carried by `m`: decodes the request, calls
+    /// `rpc` on the shard's group, encodes the answer (an openraft error
+    /// travels as its text, for the sender to report).
+    async fn call<Req, Resp, E, Fut>(
+        &self,
+        m: rpb::RaftMessage,
+        rpc: impl FnOnce(ShardRaftHandle, Req) -> Fut + Send,
+    ) -> Result<Response<rpb::RaftMessage>, Status>
+    where
+        Req: DeserializeOwned + Send,
+        Resp: Serialize,
+        E: std::fmt::Display,
+        Fut: std::future::Future<Output = Result<Resp, E>> + Send,
+    {
+        let raft = self.group(m.shard).await?;
+        let r = rpc(raft, request(&m)?).await.map_err(|e| e.to_string());
+        reply(m.shard, &r)
+    }
 }
 
 fn reply<T: Serialize, E: Serialize>(
@@ -199,13 +218,10 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
-        let m = req.into_inner();
-        let raft = self.group(m.shard).await?;
-        let r = raft
-            .append_entries(request(&m)?)
-            .await
-            .map_err(|e| e.to_string());
-        reply(m.shard, &r)
+        self.call(req.into_inner(), |raft, rpc| async move {
+            raft.append_entries(rpc).await
+        })
+        .await
     }
 
     async fn vote(
@@ -219,9 +235,8 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
                 m.shard
             )));
         }
-        let raft = self.group(m.shard).await?;
-        let r = raft.vote(request(&m)?).await.map_err(|e| e.to_string());
-        reply(m.shard, &r)
+        self.call(m, |raft, rpc| async move { raft.vote(rpc).await })
+            .await
     }
 
     async fn install_snapshot_stream(
@@ -281,13 +296,10 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
-        let m = req.into_inner();
-        let raft = self.group(m.shard).await?;
-        let r = raft
-            .handle_transfer_leader(request(&m)?)
-            .await
-            .map_err(|e| e.to_string());
-        reply(m.shard, &r)
+        self.call(req.into_inner(), |raft, rpc| async move {
+            raft.handle_transfer_leader(rpc).await
+        })
+        .await
     }
 
     async fn forward(
