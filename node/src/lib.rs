@@ -9,7 +9,8 @@
 //! routing to shards, reads) → [`api`] (gRPC and HTTP front ends) →
 //! [`server`] (config, startup, join, shutdown). [`partition`] re-exports
 //! the hash-sharding rule of `cairn-keyspace`; [`reaper`] removes expired
-//! keys; [`metrics`] and [`clock`] are used by every layer.
+//! keys; [`metrics`], [`telemetry`] (logs, traces, trace-context
+//! propagation) and [`clock`] are used by every layer.
 
 pub mod api;
 pub mod apply;
@@ -25,3 +26,4 @@ pub mod raft;
 pub mod reaper;
 pub mod server;
 pub mod storage;
+pub mod telemetry;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use cairn_node::clock::SystemClock;
 use cairn_node::server::{self, Cli, Config};
+use cairn_node::telemetry;
 use clap::Parser as _;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -18,7 +19,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,7 +29,26 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let traces = config
+        .otlp_endpoint
+        .as_ref()
+        .map(|endpoint| telemetry::TraceSettings {
+            endpoint: endpoint.clone(),
+            sample_ratio: config.trace_sample_ratio,
+            node_id: config.node_id,
+        });
+    // Inside the runtime: the trace exporter's connection lives there.
+    let telemetry =
+        match runtime.block_on(async { telemetry::init(&config.log_format, traces.as_ref()) }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("cairn-node: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    let result = runtime.block_on(run(config));
+    runtime.block_on(async { telemetry.shutdown() });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cairn-node: error: {e:#}");
@@ -56,19 +75,5 @@ async fn run(config: Config) -> anyhow::Result<()> {
     match fenced {
         Some(reason) => anyhow::bail!("{reason}"),
         None => Ok(()),
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

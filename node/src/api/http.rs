@@ -32,6 +32,7 @@ use cairn_proto::kv::v1 as pb;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use percent_encoding::percent_decode_str;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use super::status::http_status;
 use crate::apply::ApplyError;
@@ -55,7 +56,14 @@ pub fn router(store: KvStore, metrics: Metrics) -> Router {
 async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let (route, result) = gw.route(req).await;
+    let span = tracing::debug_span!(
+        "http",
+        otel.name = %format_args!("HTTP {method}"),
+        otel.kind = "server",
+        http.request.method = %method,
+    );
+    crate::telemetry::continue_remote_http(&span, req.headers());
+    let (route, result) = gw.route(req).instrument(span).await;
     let resp = match result {
         Ok(r) => r,
         Err(e) => error_response(&e),

@@ -4,6 +4,7 @@
 //! linearizable read, and the peer-facing side of both ([`GroupHost`]).
 
 use super::*;
+use tracing::Instrument as _;
 
 impl Cluster {
     /// The leader of `shard` as this node knows it.
@@ -74,6 +75,7 @@ impl Cluster {
     ///
     /// # Errors
     /// [`ClusterError::NoLeader`] after the wait; group failures.
+    #[tracing::instrument(level = "debug", name = "raft.propose", skip_all, fields(shard, hops))]
     pub async fn propose(
         &self,
         shard: ShardId,
@@ -137,8 +139,13 @@ impl Cluster {
                 let left = deadline
                     .saturating_duration_since(Instant::now())
                     .max(MIN_WRITE_WAIT);
-                let Ok(written) = tokio::time::timeout(left, raft.client_write(req.clone())).await
-                else {
+                let write = raft
+                    .client_write(req.clone())
+                    .instrument(tracing::debug_span!(
+                        "raft.client_write",
+                        node = self.opts.node_id
+                    ));
+                let Ok(written) = tokio::time::timeout(left, write).await else {
                     return Err(ClusterError::NoLeader {
                         shard,
                         detail: format!(
@@ -207,6 +214,7 @@ impl Cluster {
     ///
     /// # Errors
     /// Not hosted here, or no leader confirmed in time.
+    #[tracing::instrument(level = "debug", name = "raft.read_barrier", skip_all, fields(shard))]
     pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ClusterError> {
         let raft = self.member_group(shard).ok_or(ClusterError::NotHosted {
             shard,

@@ -87,7 +87,8 @@ fn client(cluster: &Cluster, to: &LeaderHint) -> Result<KvClient<Channel>, KvErr
         .max_encoding_message_size(MAX_FORWARD_MESSAGE))
 }
 
-/// `message` marked as forwarded, with the forwarding timeout.
+/// `message` marked as forwarded, with the forwarding timeout and the
+/// caller's trace context.
 fn marked<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
@@ -95,6 +96,7 @@ fn marked<T>(message: T) -> tonic::Request<T> {
         tonic::metadata::MetadataValue::from_static("1"),
     );
     request.set_timeout(FORWARD_TIMEOUT);
+    crate::telemetry::inject_current(request.metadata_mut());
     request
 }
 

@@ -55,6 +55,12 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Log format: `text` or `json` (default `text`).
     pub log_format: String,
+    /// OTLP/gRPC collector to send traces to (`http://HOST:4317`); none
+    /// (the default) turns tracing off.
+    pub otlp_endpoint: Option<String>,
+    /// Share of requests traced, 0 to 1 (default 0.01). A request whose
+    /// caller sent a sampled W3C `traceparent` is always traced.
+    pub trace_sample_ratio: f64,
     /// Request limits.
     pub limits: Limits,
     /// Raft timing and log compaction (cluster members).
@@ -85,6 +91,8 @@ impl Default for Config {
             ttl_reap_interval_ms: 1000,
             shutdown_grace_ms: 30_000,
             log_format: "text".into(),
+            otlp_endpoint: None,
+            trace_sample_ratio: 0.01,
             limits: Limits::default(),
             raft: RaftTuning::default(),
             rebalance: RebalanceTuning::default(),
@@ -163,6 +171,13 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "CAIRN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// OTLP/gRPC collector for traces, e.g. http://otel-collector:4317
+    /// (unset: no tracing).
+    #[arg(long, env = "CAIRN_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Share of requests traced, 0 to 1 (default 0.01).
+    #[arg(long, env = "CAIRN_TRACE_SAMPLE_RATIO")]
+    pub trace_sample_ratio: Option<f64>,
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, env = "CAIRN_RAFT_HEARTBEAT_INTERVAL_MS")]
     pub raft_heartbeat_interval_ms: Option<u64>,
@@ -249,8 +264,12 @@ impl Config {
             sync,
             block_cache_bytes,
             row_cache_bytes,
-            log_format
+            log_format,
+            trace_sample_ratio
         );
+        if cli.otlp_endpoint.is_some() {
+            c.otlp_endpoint = cli.otlp_endpoint;
+        }
         if cli.advertise_addr.is_some() {
             c.advertise_addr = cli.advertise_addr;
         }
@@ -293,6 +312,19 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "log-format {:?}; expected text or json",
                 self.log_format
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            return Err(ConfigError::Invalid(format!(
+                "trace-sample-ratio {} is out of range (0 to 1)",
+                self.trace_sample_ratio
+            )));
+        }
+        if let Some(e) = &self.otlp_endpoint
+            && !e.starts_with("http://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "otlp-endpoint {e:?} must be http://HOST:PORT (TLS to the collector is not built yet)"
             )));
         }
         if self.replication_factor == 0 || self.replication_factor > 7 {
@@ -377,6 +409,45 @@ mod tests {
         ));
         let cli = Cli::try_parse_from(["cairn-node", "--shards", "3"]).unwrap();
         assert!(matches!(Config::load(cli), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn tracing_settings_are_checked() {
+        let load = |args: &[&str]| {
+            let mut all = vec!["cairn-node"];
+            all.extend_from_slice(args);
+            Config::load(Cli::try_parse_from(all).unwrap())
+        };
+        let c = load(&[
+            "--otlp-endpoint",
+            "http://127.0.0.1:4317",
+            "--trace-sample-ratio",
+            "0.5",
+        ])
+        .unwrap();
+        assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4317"));
+        assert_eq!(c.trace_sample_ratio, 0.5);
+        assert_eq!(
+            Config::default().otlp_endpoint,
+            None,
+            "tracing is off by default"
+        );
+        for bad in [
+            &["--trace-sample-ratio", "1.5"][..],
+            &["--trace-sample-ratio", "NaN"],
+            &["--otlp-endpoint", "collector:4317"],
+        ] {
+            match load(bad) {
+                Err(ConfigError::Invalid(m)) => {
+                    assert!(m.contains(bad[0].trim_start_matches("--")), "{m}")
+                }
+                other => panic!("{bad:?} accepted: {other:?}"),
+            }
+        }
+        let file =
+            Config::from_toml("otlp-endpoint = \"http://c:4317\"\ntrace-sample-ratio = 1.0\n")
+                .unwrap();
+        assert_eq!(file.trace_sample_ratio, 1.0);
     }
 
     /// Found by the `config_toml` fuzz target: twice a huge heartbeat

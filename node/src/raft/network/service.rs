@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument as _;
 
 use super::{OnlyFor, RemoteError, ShardRaftHandle};
 use crate::partition::ShardId;
@@ -199,6 +200,17 @@ impl RaftTransportService {
     }
 }
 
+/// The span of a peer's request, a child of the sender's trace.
+fn peer_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "peer",
+        otel.name = %format_args!("cairn.raft.v1.RaftTransport/{method}"),
+        otel.kind = "server",
+    );
+    crate::telemetry::continue_remote(&span, req.metadata());
+    span
+}
+
 fn reply<T: Serialize, E: Serialize>(
     shard: ShardId,
     r: &Result<T, E>,
@@ -306,10 +318,12 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::ForwardRequest>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let span = peer_span("Forward", &req);
         let m = req.into_inner();
         let r = self
             .host
             .forward(m.shard, ShardRequest { command: m.command }, m.hops)
+            .instrument(span)
             .await;
         reply(m.shard, &r)
     }
@@ -318,8 +332,9 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let span = peer_span("ReadIndex", &req);
         let m = req.into_inner();
-        let r = self.host.read_index(m.shard).await;
+        let r = self.host.read_index(m.shard).instrument(span).await;
         reply(m.shard, &r)
     }
 

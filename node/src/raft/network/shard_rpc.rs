@@ -36,6 +36,7 @@ impl Peers {
     ///
     /// # Errors
     /// The peer is unreachable or refused; `retryable` says whether to retry.
+    #[tracing::instrument(level = "debug", name = "raft.forward", skip(self, addr, req))]
     pub async fn forward(
         &self,
         id: u64,
@@ -51,6 +52,7 @@ impl Peers {
             hops,
         });
         msg.set_timeout(std::time::Duration::from_secs(15));
+        crate::telemetry::inject_current(msg.metadata_mut());
         let reply = client
             .forward(msg)
             .await
@@ -106,6 +108,7 @@ impl Peers {
             payload: Vec::new(),
         });
         msg.set_timeout(std::time::Duration::from_secs(5));
+        crate::telemetry::inject_current(msg.metadata_mut());
         let reply = call(client, msg)
             .await
             .map_err(RemoteError::unreachable)?
