@@ -345,17 +345,31 @@ fn search(p: &Prepared, budget: u64) -> Outcome {
                 // all known ones are placed, the rest never took effect.
                 return Outcome::Linearizable;
             }
-            let Some((last, before)) = stack.pop() else {
-                return Outcome::Fails { best };
-            };
-            state = before;
-            placed ^= zobrist[last];
-            if p.rets[last] != Nanos::MAX {
-                remaining += 1;
+            loop {
+                let Some((last, before)) = stack.pop() else {
+                    return Outcome::Fails { best };
+                };
+                let left_state_alone = before == state;
+                state = before;
+                placed ^= zobrist[last];
+                if p.rets[last] != Nanos::MAX {
+                    remaining += 1;
+                }
+                unlift(&mut next, &mut prev, ret_node[last]);
+                unlift(&mut next, &mut prev, call_node[last]);
+                if !left_state_alone {
+                    entry = next[call_node[last]];
+                    break;
+                }
+                // An operation that left the state as it was (a read, a
+                // refused condition, a delete of an absent key) only
+                // dropped its own constraint by being placed here: any
+                // linearization that places it later can place it here
+                // instead. Its subtree failed, so every alternative at
+                // this point fails too: undo the placement before it.
+                // (Without this, wide SERIALIZABLE reads multiply the
+                // search by the subsets of them placed.)
             }
-            unlift(&mut next, &mut prev, ret_node[last]);
-            unlift(&mut next, &mut prev, call_node[last]);
-            entry = next[call_node[last]];
         }
     }
 }

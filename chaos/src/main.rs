@@ -40,6 +40,10 @@ enum Command {
     Check {
         /// The file.
         file: PathBuf,
+        /// Search steps allowed per key; raise it for a key a run reported
+        /// as inconclusive (the search ran out of steps).
+        #[arg(long, default_value_t = checker::DEFAULT_BUDGET)]
+        budget: u64,
     },
 }
 
@@ -117,12 +121,12 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Check { file }) => check_file(&file),
+        Some(Command::Check { file, budget }) => check_file(&file, budget),
         None => campaign(cli.run),
     }
 }
 
-fn check_file(file: &Path) -> anyhow::Result<()> {
+fn check_file(file: &Path, budget: u64) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let history: History = match serde_json::from_str::<RunRecord>(&text) {
@@ -136,9 +140,9 @@ fn check_file(file: &Path) -> anyhow::Result<()> {
         Err(_) => serde_json::from_str(&text)
             .with_context(|| format!("{} is neither a run record nor a history", file.display()))?,
     };
-    let report = checker::check(&history);
+    let report = checker::check_with_budget(&history, budget);
     println!(
-        "checked: keys={} ops={} verdict={}",
+        "checked: keys={} ops={} budget={budget} verdict={}",
         report.keys,
         report.ops,
         report.verdict()
@@ -146,11 +150,19 @@ fn check_file(file: &Path) -> anyhow::Result<()> {
     for v in &report.violations {
         println!("{}", v.explanation);
     }
-    if report.violations.is_empty() {
-        Ok(())
-    } else {
+    for key in &report.inconclusive {
+        println!("inconclusive: key {key} (the search ran out of its {budget} steps)");
+    }
+    if !report.violations.is_empty() {
         bail!("{} keys are not linearizable", report.violations.len())
     }
+    if !report.inconclusive.is_empty() {
+        bail!(
+            "{} keys are neither proven nor refuted; re-check with a larger --budget",
+            report.inconclusive.len()
+        )
+    }
+    Ok(())
 }
 
 fn seeds(args: &RunArgs) -> anyhow::Result<Vec<u64>> {

@@ -1,5 +1,6 @@
 //! [`Client`]: the key-value API with endpoint fail-over and bounded retries.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -134,6 +135,12 @@ struct Inner {
     retry_deadline: Duration,
     current: Mutex<Current>,
     router: Router,
+    /// Per shard, the highest revision this client has seen in an answer:
+    /// a `SERIALIZABLE` read asks for at least that much (`min_revision`),
+    /// so a replica that lags (a paused old leader, a follower catching
+    /// up) cannot take the client back in time. Reads through one client
+    /// are monotonic per shard and see the client's own writes.
+    seen: Mutex<HashMap<ShardId, u64>>,
 }
 
 /// One configured endpoint.
@@ -214,6 +221,7 @@ impl Client {
                         retry_deadline: options.retry_deadline,
                         current: Mutex::new(current),
                         router: Router::new(options.connect_timeout),
+                        seen: Mutex::new(HashMap::new()),
                     };
                     let client = Client {
                         inner: Arc::new(inner),
@@ -283,16 +291,29 @@ impl Client {
 
     /// Reads one key; the response's `kv` is `None` when the key does not
     /// exist (or has expired).
+    ///
+    /// A `SERIALIZABLE` read is served by a replica that may lag, but never
+    /// goes back before what this client already saw of the key's shard:
+    /// the client sends the highest revision it has seen there as
+    /// `min_revision` (or the caller's, if higher). A replica that cannot
+    /// catch up within the server's wait answers `DEADLINE_EXCEEDED`.
     pub async fn get(
         &self,
         key: impl Into<Vec<u8>>,
         read: pb::ReadOptions,
     ) -> Result<pb::GetResponse, ClientError> {
+        let key = key.into();
+        let shard = self.inner.router.shard_of(&key);
+        let mut read = read;
+        if read.consistency == pb::Consistency::Serializable as i32
+            && let Some(s) = shard
+        {
+            read.min_revision = read.min_revision.max(self.seen_revision(s));
+        }
         let request = pb::GetRequest {
-            key: key.into(),
+            key,
             read: Some(read),
         };
-        let shard = self.inner.router.shard_of(&request.key);
         self.call(Target::of(shard), request, |mut kv, r| async move {
             kv.get(r).await
         })
@@ -511,6 +532,27 @@ impl Client {
 
     /// Runs `rpc` with `message` at `target` (the seed when its leader is
     /// unknown), retrying on `Unavailable` as described on [`Client`].
+    /// The highest revision of `shard` this client has seen.
+    fn seen_revision(&self, shard: ShardId) -> u64 {
+        let seen = self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        seen.get(&shard).copied().unwrap_or(0)
+    }
+
+    /// Records that an answer about `shard` reflected `revision`.
+    fn saw_revision(&self, shard: ShardId, revision: u64) {
+        let mut seen = self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let at = seen.entry(shard).or_insert(0);
+        *at = (*at).max(revision);
+    }
+
     async fn call<Req, Resp, F, Fut>(
         &self,
         target: Target,
@@ -541,6 +583,9 @@ impl Client {
                     let response = response.into_inner();
                     // No route (no map, or the shard's leader unknown) or a
                     // leader the map lacks: the map needs refreshing.
+                    if let (Target::Shard(s), Some(h)) = (target, response.header()) {
+                        self.saw_revision(s, h.revision);
+                    }
                     let stale = match (target, &route) {
                         (Target::Shard(s), Some(_)) => router.learn(s, response.header()),
                         (Target::Shard(s), None) => {
