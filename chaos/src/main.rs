@@ -245,7 +245,7 @@ fn campaign(args: RunArgs) -> anyhow::Result<()> {
                 Err(_) => {
                     failed += 1;
                     let line = format!(
-                        "seed={seed} nodes={nodes} verdict=STUCK (not finished {} s after its schedule ended)",
+                        "seed={seed} nodes={nodes} verdict=STUCK (not finished {} s after its schedule ended; its last phase is the last `seed {seed}:` line on stderr)",
                         RUN_SLACK.as_secs()
                     );
                     println!("{line}");

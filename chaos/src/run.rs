@@ -233,11 +233,11 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
     let end = Duration::from_secs_f64(config.duration_s);
     tokio::time::sleep(end.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::SeqCst);
-    tracing::info!(seed = config.seed, "stopping the clients");
+    phase(config.seed, started, "stopping the clients");
     for w in workers {
         let _ = w.await;
     }
-    tracing::info!(seed = config.seed, "healing");
+    phase(config.seed, started, "healing");
 
     // Heal everything, then wait for every shard to have a live leader.
     heal_all(&shared, &net, &mut problems).await;
@@ -247,9 +247,9 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
             problems.push(format!("the cluster did not recover after healing: {e:#}"));
         }
     }
-    tracing::info!(seed = config.seed, "final reads");
+    phase(config.seed, started, "final reads");
     final_phase(&config, &grpc_seeds, &keys, &recorder, &mut problems).await;
-    tracing::info!(seed = config.seed, "checking the history");
+    phase(config.seed, started, "checking the history");
 
     let history = recorder.history();
     let report = tokio::task::spawn_blocking({
@@ -268,6 +268,16 @@ pub async fn run(config: RunConfig, node_binary: &Path) -> anyhow::Result<RunRec
         history,
         report,
     })
+}
+
+/// Says on stderr, as it happens, which phase a run has reached, so a run
+/// reported `STUCK` (dropped when it outlived its schedule) shows where it
+/// stopped.
+fn phase(seed: u64, started: Instant, what: &str) {
+    eprintln!(
+        "{:>7.2}s seed {seed}: {what}",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// After healing: one write and one linearizable read per key, retried
