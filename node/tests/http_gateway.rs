@@ -160,6 +160,17 @@ async fn http_gateway_serves_the_kv_api() {
         .unwrap();
     assert!(r.headers().contains_key("x-cairn-expires-at-ms"));
     assert_eq!(r.text().await.unwrap(), "json value");
+    // ?return_previous=true answers with the value replaced.
+    let r = c
+        .put(format!("{base}/store?return_previous=true"))
+        .json(&serde_json::json!({"key": "json-key", "value": "second"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let replaced: Value = r.json().await.unwrap();
+    assert_eq!(replaced["previous"]["value"], "json value");
+    assert_eq!(replaced["version"], 2);
     let r = c
         .put(format!("{base}/store"))
         .json(&serde_json::json!({"key": "AAE=", "value": "/w==", "encoding": "base64"}))

@@ -1,7 +1,8 @@
 //! The HTTP/JSON gateway: the key-value API for curl and simple clients.
 //!
 //! Routes (keys are percent-decoded path bytes, so `/` and any byte work):
-//! - `PUT /store` — JSON `{"key", "value", "ttl_seconds", "if_absent", "if_revision", "encoding"}`
+//! - `PUT /store` — JSON `{"key", "value", "ttl_seconds", "if_absent", "if_revision", "encoding"}`,
+//!   `?return_previous=`
 //! - `PUT /store/{key}` — raw body; `?ttl_seconds=&if_absent=&if_revision=&keep_ttl=&return_previous=`,
 //!   `If-None-Match: *`, `If-Match: "<mod_revision>"`
 //! - `GET|HEAD /store/{key}` — raw body, revision headers and an `ETag`
@@ -202,10 +203,14 @@ pub fn decode_request(
             let q = query(uri)?;
             match *method {
                 Method::GET | Method::HEAD => scan_request(&q),
-                Method::PUT => Ok(GatewayRequest::Put {
-                    req: put_from_json(body, headers)?,
-                    if_none_match: false,
-                }),
+                Method::PUT => {
+                    let mut req = put_from_json(body, headers)?;
+                    req.return_previous = flag(&q, "return_previous")?;
+                    Ok(GatewayRequest::Put {
+                        req,
+                        if_none_match: false,
+                    })
+                }
                 ref m => Err(not_allowed(m, "GET, HEAD, PUT")),
             }
         }
