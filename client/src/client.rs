@@ -530,8 +530,6 @@ impl Client {
         }
     }
 
-    /// Runs `rpc` with `message` at `target` (the seed when its leader is
-    /// unknown), retrying on `Unavailable` as described on [`Client`].
     /// The highest revision of `shard` this client has seen.
     fn seen_revision(&self, shard: ShardId) -> u64 {
         let seen = self
@@ -553,6 +551,8 @@ impl Client {
         *at = (*at).max(revision);
     }
 
+    /// Runs `rpc` with `message` at `target` (the seed when its leader is
+    /// unknown), retrying on `Unavailable` as described on [`Client`].
     async fn call<Req, Resp, F, Fut>(
         &self,
         target: Target,

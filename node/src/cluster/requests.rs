@@ -75,7 +75,7 @@ impl Cluster {
     ///
     /// # Errors
     /// [`ClusterError::NoLeader`] after the wait; group failures.
-    #[tracing::instrument(level = "debug", name = "raft.propose", skip_all, fields(shard, hops))]
+    #[tracing::instrument(level = "debug", name = "raft.propose", skip(self, req))]
     pub async fn propose(
         &self,
         shard: ShardId,
@@ -214,7 +214,7 @@ impl Cluster {
     ///
     /// # Errors
     /// Not hosted here, or no leader confirmed in time.
-    #[tracing::instrument(level = "debug", name = "raft.read_barrier", skip_all, fields(shard))]
+    #[tracing::instrument(level = "debug", name = "raft.read_barrier", skip(self))]
     pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ClusterError> {
         let raft = self.member_group(shard).ok_or(ClusterError::NotHosted {
             shard,
