@@ -3,7 +3,7 @@
 use cairn_proto::kv::v1 as pb;
 use tonic::Code;
 
-use super::{KvApi, expect_code, get, op_put, put, value_of};
+use super::{KvApi, batch, expect_code, get, op_put, put, value_of};
 use crate::unique_prefix;
 
 /// Every limit is enforced with INVALID_ARGUMENT naming the limit, and a
@@ -47,15 +47,7 @@ pub async fn limits_and_bad_input<K: KvApi>(mut kv: K) {
         let ops: Vec<pb::WriteOp> = (0..1001)
             .map(|i| op_put(&format!("{{{p}}}/{i}"), "v"))
             .collect();
-        expect_code(
-            kv.batch(pb::BatchRequest {
-                ops,
-                request_id: Default::default(),
-            })
-            .await,
-            Code::InvalidArgument,
-            "1000",
-        );
+        expect_code(kv.batch(batch(ops)).await, Code::InvalidArgument, "1000");
         let big = vec![0u8; 4 * 1024 * 1024];
         let ops: Vec<pb::WriteOp> = (0..5)
             .map(|i| pb::WriteOp {
@@ -66,19 +58,15 @@ pub async fn limits_and_bad_input<K: KvApi>(mut kv: K) {
             })
             .collect();
         expect_code(
-            kv.batch(pb::BatchRequest {
-                ops,
-                request_id: Default::default(),
-            })
-            .await,
+            kv.batch(batch(ops)).await,
             Code::InvalidArgument,
             "16777216",
         );
         expect_code(
-            kv.batch(pb::BatchRequest {
-                ops: vec![op_put(&sentinel, "x"), pb::WriteOp { op: None }],
-                request_id: Default::default(),
-            })
+            kv.batch(batch(vec![
+                op_put(&sentinel, "x"),
+                pb::WriteOp { op: None },
+            ]))
             .await,
             Code::InvalidArgument,
             "op 1",

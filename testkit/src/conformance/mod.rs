@@ -139,3 +139,11 @@ fn op_put(key: &str, value: &str) -> pb::WriteOp {
         op: Some(pb::write_op::Op::Put(put(key, value))),
     }
 }
+
+/// A `Batch` of `ops` without a request id.
+fn batch(ops: Vec<pb::WriteOp>) -> pb::BatchRequest {
+    pb::BatchRequest {
+        ops,
+        request_id: Default::default(),
+    }
+}

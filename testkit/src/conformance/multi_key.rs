@@ -3,7 +3,7 @@
 use cairn_proto::kv::v1 as pb;
 use tonic::Code;
 
-use super::{KvApi, expect_code, get, op_put, put, value_of};
+use super::{KvApi, batch, expect_code, get, op_put, put, value_of};
 use crate::unique_prefix;
 
 /// `BatchGet` answers in request order, with misses marked.
@@ -48,10 +48,7 @@ pub async fn batch_is_atomic<K: KvApi>(mut kv: K) {
     let b = format!("{{{tag}}}/b");
     let c = format!("{{{tag}}}/c");
     let r = kv
-        .batch(pb::BatchRequest {
-            ops: vec![op_put(&a, "1"), op_put(&b, "2")],
-            request_id: Default::default(),
-        })
+        .batch(batch(vec![op_put(&a, "1"), op_put(&b, "2")]))
         .await
         .unwrap()
         .into_inner();
@@ -92,20 +89,12 @@ pub async fn batch_is_atomic<K: KvApi>(mut kv: K) {
         .map(|i| op_put(&format!("{tag}-x{i}"), "v"))
         .collect();
     expect_code(
-        kv.batch(pb::BatchRequest {
-            ops: spread,
-            request_id: Default::default(),
-        })
-        .await,
+        kv.batch(batch(spread)).await,
         Code::InvalidArgument,
         "hash tag",
     );
     expect_code(
-        kv.batch(pb::BatchRequest {
-            ops: vec![],
-            request_id: Default::default(),
-        })
-        .await,
+        kv.batch(batch(vec![])).await,
         Code::InvalidArgument,
         "no ops",
     );
