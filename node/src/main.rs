@@ -38,14 +38,15 @@ fn main() -> ExitCode {
             node_id: config.node_id,
         });
     // Inside the runtime: the trace exporter's connection lives there.
-    let telemetry =
-        match runtime.block_on(async { telemetry::init(&config.log_format, traces.as_ref()) }) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("cairn-node: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let telemetry = match runtime
+        .block_on(async { telemetry::init(&config.log_format, &config.log_level, traces.as_ref()) })
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cairn-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let result = runtime.block_on(run(config));
     runtime.block_on(async { telemetry.shutdown() });
     match result {

@@ -92,11 +92,5 @@ pub async fn run(
         }
         let n = reap_once(&store).await;
         metrics.ttl_expired_keys.inc_by(n as u64);
-        metrics
-            .block_cache_usage
-            .set(i64::try_from(store.engine().block_cache_usage()).unwrap_or(i64::MAX));
-        metrics
-            .storage_disk_full
-            .set(i64::from(store.engine().is_disk_full()));
     }
 }

@@ -70,22 +70,26 @@ impl Telemetry {
 }
 
 /// Installs the process's subscriber: logs in `log_format` (`text` or
-/// `json`) filtered by `CAIRN_LOG` (default `info,openraft=warn`), and the
-/// trace exporter when `traces` is set. Call it inside the Tokio runtime:
-/// the OTLP exporter's connection lives there.
+/// `json`) filtered by `log_level` (`tracing`'s filter syntax; the config's
+/// `log-level`, `--log-level` or `CAIRN_LOG`), and the trace exporter when
+/// `traces` is set. Call it inside the Tokio runtime: the OTLP exporter's
+/// connection lives there.
 ///
 /// # Errors
 /// A bad endpoint, or a subscriber already installed.
-pub fn init(log_format: &str, traces: Option<&TraceSettings>) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_from_env("CAIRN_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+pub fn init(
+    log_format: &str,
+    log_level: &str,
+    traces: Option<&TraceSettings>,
+) -> Result<Telemetry, TelemetryError> {
+    let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let fmt = if log_format == "json" {
-        fmt.json().boxed()
+        fmt.json().map_event_format(WithTraceId).boxed()
     } else {
-        fmt.boxed()
+        fmt.map_event_format(WithTraceId).boxed()
     };
     let provider = traces.map(provider).transpose()?;
     let otel = provider.as_ref().map(|p| {
@@ -109,6 +113,49 @@ pub fn init(log_format: &str, traces: Option<&TraceSettings>) -> Result<Telemetr
         );
     }
     Ok(Telemetry { provider })
+}
+
+/// The id of the sampled trace the current span belongs to, if any: what
+/// a log line carries so it can be found next to its trace.
+fn current_trace_id() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
+}
+
+/// Log lines written inside a sampled trace start with its id: a JSON
+/// line gets a leading `"trace_id"` field, a text line a `trace_id=…`
+/// prefix. Outside a sampled trace (and always with tracing off) lines
+/// are as the inner format writes them.
+struct WithTraceId<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithTraceId<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(trace_id) = current_trace_id() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(
+            ctx,
+            tracing_subscriber::fmt::format::Writer::new(&mut line),
+            event,
+        )?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(writer, "{{\"trace_id\":\"{trace_id}\",{rest}"),
+            None => write!(writer, "trace_id={trace_id} {line}"),
+        }
+    }
 }
 
 fn provider(t: &TraceSettings) -> Result<SdkTracerProvider, TelemetryError> {

@@ -117,6 +117,10 @@ async fn a_forwarded_write_is_one_trace_across_nodes() {
         endpoint,
         "--trace-sample-ratio".to_string(),
         "1".to_string(),
+        "--log-format".to_string(),
+        "json".to_string(),
+        "--log-level".to_string(),
+        "info,openraft=warn,cairn_node=debug".to_string(),
     ]);
     let cluster = LocalCluster::start(spec).await.expect("cluster settles");
 
@@ -204,6 +208,24 @@ async fn a_forwarded_write_is_one_trace_across_nodes() {
                     trace.iter().map(|s| s.node.as_str()).collect();
                 assert!(nodes.len() >= 2, "spans from two nodes: {nodes:?}");
             }
+            // A log line written inside a traced request carries its
+            // trace id, so logs and traces of one request meet: the
+            // follower's "forwarding" debug line of a forwarded write.
+            let logs: String = cluster.nodes.iter().map(|n| n.stderr()).collect();
+            let logged: Vec<&String> = sent
+                .iter()
+                .map(|(t, _)| t)
+                .filter(|t| {
+                    logs.lines().any(|l| {
+                        l.starts_with(&format!("{{\"trace_id\":\"{t}\","))
+                            && l.contains("forwarding to the shard's leader")
+                    })
+                })
+                .collect();
+            assert!(
+                logged.len() >= 2,
+                "forwarding log lines carry their trace id (found for {logged:?}); logs:\n{logs}"
+            );
             // Only Cairn's own spans are exported (none of h2, hyper,
             // tonic or the exporter).
             for s in &spans {

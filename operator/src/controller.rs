@@ -57,6 +57,10 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Publishes Kubernetes Events for lifecycle steps.
     pub recorder: Recorder,
+    /// Clusters (`namespace/name`) known to have no ServiceMonitor since
+    /// this process started: a disabled `spec.monitoring` costs one DELETE
+    /// per cluster per operator start, not one per reconcile.
+    pub monitors_absent: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Context {
@@ -79,6 +83,7 @@ impl Context {
             admin,
             metrics,
             recorder,
+            monitors_absent: std::sync::Mutex::default(),
         }
     }
 }

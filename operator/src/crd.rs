@@ -145,6 +145,53 @@ pub struct KVClusterSpec {
     /// while keeping what runs.
     #[serde(default)]
     pub paused: bool,
+
+    /// Prometheus scraping of the nodes through a prometheus-operator
+    /// `ServiceMonitor` the operator creates (off by default).
+    #[serde(default, skip_serializing_if = "Monitoring::is_default")]
+    pub monitoring: Monitoring,
+}
+
+/// Whether and how the operator asks a Prometheus (run by
+/// prometheus-operator) to scrape the nodes' `/metrics`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Monitoring {
+    /// Create a `monitoring.coreos.com/v1` ServiceMonitor named after the
+    /// cluster, selecting its `<name>-peers` Service's `metrics` port. Needs
+    /// prometheus-operator's CRDs; without them the operator reports a
+    /// `MonitoringUnavailable` event and carries on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How often Prometheus scrapes each node, as a Go-style duration
+    /// (default `30s`).
+    #[serde(default = "default_scrape_interval")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub interval: String,
+    /// Extra labels of the ServiceMonitor, for a Prometheus whose
+    /// `serviceMonitorSelector` picks monitors by label.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for Monitoring {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: default_scrape_interval(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Monitoring {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_scrape_interval() -> String {
+    "30s".into()
 }
 
 fn default_racks() -> Vec<Rack> {
@@ -412,4 +459,15 @@ pub enum OperationKind {
     Replace,
     /// Restarting a node on a new pod template.
     Upgrade,
+}
+
+impl OperationKind {
+    /// Every kind, for metrics that show each one even at zero.
+    pub const ALL: [OperationKind; 5] = [
+        OperationKind::Bootstrap,
+        OperationKind::ScaleOut,
+        OperationKind::ScaleIn,
+        OperationKind::Replace,
+        OperationKind::Upgrade,
+    ];
 }

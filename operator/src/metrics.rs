@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use crate::crd::OperationKind;
+
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -16,7 +18,18 @@ pub struct Metrics {
     stalled: IntGaugeVec,
     lifecycle_events: IntCounterVec,
     /// Operation kind per cluster (`namespace/name`), to count in-progress ones.
-    current: Mutex<BTreeMap<String, (Option<String>, bool)>>,
+    current: Mutex<BTreeMap<String, (Option<OperationKind>, bool)>>,
+}
+
+/// The `kind` label of an operation: its name in the CRD (`ScaleOut`, …).
+fn kind_label(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Bootstrap => "Bootstrap",
+        OperationKind::ScaleOut => "ScaleOut",
+        OperationKind::ScaleIn => "ScaleIn",
+        OperationKind::Replace => "Replace",
+        OperationKind::Upgrade => "Upgrade",
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,7 +68,7 @@ impl Metrics {
         let operations = IntGaugeVec::new(
             Opts::new(
                 "cairn_operator_operations_in_progress",
-                "KVClusters with an operation in progress, by kind (ScaleIn, ScaleOut, Replace, Upgrade).",
+                "KVClusters with an operation in progress, by kind (Bootstrap, ScaleOut, ScaleIn, Replace, Upgrade).",
             ),
             &["kind"],
         )?;
@@ -73,6 +86,11 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        // Every known label value from the start, so a rate or an alert
+        // over them has a series before the first error or operation.
+        for result in ["ok", "error"] {
+            reconciles.with_label_values(&[result]);
+        }
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(operations.clone()))?;
@@ -105,17 +123,24 @@ impl Metrics {
     }
 
     /// Records which operation `cluster` is in (if any) and whether it stalled.
-    pub fn operation(&self, cluster: &str, kind: Option<String>, stalled: bool) {
+    pub fn operation(&self, cluster: &str, kind: Option<OperationKind>, stalled: bool) {
         let mut current = self
             .current
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         current.insert(cluster.to_owned(), (kind, stalled));
         self.operations.reset();
+        for kind in OperationKind::ALL {
+            self.operations
+                .with_label_values(&[kind_label(kind)])
+                .set(0);
+        }
         let mut stalled_count = 0;
         for (kind, stalled) in current.values() {
             if let Some(kind) = kind {
-                self.operations.with_label_values(&[kind.as_str()]).inc();
+                self.operations
+                    .with_label_values(&[kind_label(*kind)])
+                    .inc();
             }
             stalled_count += i64::from(*stalled);
         }

@@ -193,6 +193,7 @@ const PEERS: &str = "/api/v1/namespaces/ns/services/kv-peers";
 const CLIENT_SVC: &str = "/api/v1/namespaces/ns/services/kv";
 const PDB: &str = "/apis/policy/v1/namespaces/ns/poddisruptionbudgets/kv";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/ns/servicemonitors/kv";
 
 /// `cluster` as the API server returns it after a status patch.
 fn with_status(cluster: &KVCluster, patch: &Value) -> Value {
@@ -242,6 +243,7 @@ async fn a_new_cluster_gets_its_objects_applied_in_order() {
             checked(Method::PATCH, STS, |body| {
                 assert_eq!(body["spec"]["replicas"], 3)
             }),
+            expect(Method::DELETE, MONITOR, Some(Value::Null)),
         ],
     )
     .await;
@@ -249,6 +251,50 @@ async fn a_new_cluster_gets_its_objects_applied_in_order() {
         calls.is_empty(),
         "no admin call before the cluster forms: {calls:?}"
     );
+}
+
+#[tokio::test]
+async fn spec_monitoring_applies_a_service_monitor_after_the_statefulset() {
+    let mut c = cluster(3, json!(null));
+    c.spec.monitoring.enabled = true;
+    c.spec.monitoring.interval = "15s".into();
+    let status_echo = with_status(
+        &c,
+        &json!({"status": {"members": [
+        {"nodeId": 1, "pod": "kv-default-0", "rack": "default", "lifecycle": "Pending"},
+        {"nodeId": 2, "pod": "kv-default-1", "rack": "default", "lifecycle": "Pending"},
+        {"nodeId": 3, "pod": "kv-default-2", "rack": "default", "lifecycle": "Pending"}]}}),
+    );
+    run(
+        c,
+        None,
+        vec![
+            expect(Method::GET, PODS, Some(pods(0))),
+            expect(Method::GET, STS, Some(Value::Null)),
+            expect(Method::GET, CLAIMS, Some(claims(0))),
+            expect(Method::PATCH, STATUS, Some(status_echo)),
+            expect(Method::PATCH, IDENTITY, None),
+            checked(Method::PATCH, PEERS, |body| {
+                let ports: Vec<&str> = body["spec"]["ports"]
+                    .as_array()
+                    .expect("ports")
+                    .iter()
+                    .filter_map(|p| p["name"].as_str())
+                    .collect();
+                assert_eq!(ports, ["grpc", "metrics"]);
+            }),
+            expect(Method::PATCH, CLIENT_SVC, None),
+            expect(Method::PATCH, PDB, None),
+            expect(Method::PATCH, STS, None),
+            checked(Method::PATCH, MONITOR, |body| {
+                assert_eq!(body["apiVersion"], "monitoring.coreos.com/v1");
+                assert_eq!(body["kind"], "ServiceMonitor");
+                assert_eq!(body["spec"]["endpoints"][0]["port"], "metrics");
+                assert_eq!(body["spec"]["endpoints"][0]["interval"], "15s");
+            }),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -284,6 +330,7 @@ async fn scaling_out_records_the_operation_then_grows_the_statefulset() {
             checked(Method::PATCH, STS, |body| {
                 assert_eq!(body["spec"]["replicas"], 5)
             }),
+            expect(Method::DELETE, MONITOR, Some(Value::Null)),
         ],
     )
     .await;
@@ -324,6 +371,7 @@ async fn a_recorded_scale_in_drains_its_node_and_holds_the_statefulset() {
                     "held until the node is removed"
                 );
             }),
+            expect(Method::DELETE, MONITOR, Some(Value::Null)),
         ],
     )
     .await;
@@ -389,6 +437,9 @@ async fn a_pod_whose_kubernetes_node_was_deleted_starts_a_replacement() {
             expect(Method::PATCH, CLIENT_SVC, None),
             expect(Method::PATCH, PDB, None),
             expect(Method::PATCH, STS, None),
+            // spec.monitoring is off: the first reconcile makes sure no
+            // ServiceMonitor is left (404 here: none, or no CRD).
+            expect(Method::DELETE, MONITOR, Some(Value::Null)),
         ],
     )
     .await;
@@ -423,6 +474,9 @@ async fn pods_on_nodes_missing_from_an_empty_node_list_are_not_replaced() {
             expect(Method::PATCH, CLIENT_SVC, None),
             expect(Method::PATCH, PDB, None),
             expect(Method::PATCH, STS, None),
+            // spec.monitoring is off: the first reconcile makes sure no
+            // ServiceMonitor is left (404 here: none, or no CRD).
+            expect(Method::DELETE, MONITOR, Some(Value::Null)),
         ],
     )
     .await;

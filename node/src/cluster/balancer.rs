@@ -204,13 +204,39 @@ pub async fn run<O: Observer>(
             _ = tick.tick() => {}
         }
         if !cluster.is_leader(META_SHARD) {
+            cluster.options().metrics.rebalance_shards_moving.set(0);
             continue;
         }
         let observed = observer.observe().await;
+        if let Some(moving) = moving_shards(&cluster, &observed) {
+            cluster
+                .options()
+                .metrics
+                .rebalance_shards_moving
+                .set(i64::from(moving));
+        }
         if let Err(e) = step(&cluster, &observed, tuning, clock.now_ms()).await {
             tracing::debug!(error = %e, "balancer pass incomplete");
         }
     }
+}
+
+/// Shards still moving towards the balanced target (see [`in_flight`]),
+/// or `None` when the membership or plan cannot be read.
+fn moving_shards(cluster: &Cluster, observed: &[ObservedShard]) -> Option<u32> {
+    let record = cluster.record().ok()?;
+    let nodes = cluster.nodes().ok()?;
+    let plan = meta::read_plan(cluster.engine()).ok()??;
+    let target = destination(&nodes, record.replication_factor, &plan);
+    let moving = observed
+        .iter()
+        .filter(|s| {
+            target
+                .get(s.shard as usize)
+                .is_some_and(|t| in_flight(Some(s), &t.replicas))
+        })
+        .count();
+    u32::try_from(moving).ok()
 }
 
 async fn step(

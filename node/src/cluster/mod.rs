@@ -123,8 +123,9 @@ pub struct ClusterOptions {
     pub rebalance: balancer::RebalanceTuning,
     /// Raft timing.
     pub tuning: RaftTuning,
-    /// Counts snapshots installed on this node.
-    pub snapshot_installs: prometheus::IntCounter,
+    /// Where proposals, reads, snapshot installs and the balancer are
+    /// counted.
+    pub metrics: crate::metrics::ClusterMetrics,
 }
 
 /// Why a cluster operation failed.
@@ -420,7 +421,7 @@ impl Cluster {
             ShardLogStore::new(self.engine.clone(), shard),
             ShardStateMachine::new(self.engine.clone(), shard)
                 .with_progress(self.progress.clone())
-                .with_install_counter(self.opts.snapshot_installs.clone()),
+                .with_install_counter(self.opts.metrics.snapshots_installed.clone()),
         )
         .await
         .map_err(raft_err)?;

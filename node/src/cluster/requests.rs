@@ -145,7 +145,16 @@ impl Cluster {
                         "raft.client_write",
                         node = self.opts.node_id
                     ));
+                let proposed = Instant::now();
+                let counted = |result: &str| {
+                    self.opts
+                        .metrics
+                        .proposals
+                        .with_label_values(&[result])
+                        .inc();
+                };
                 let Ok(written) = tokio::time::timeout(left, write).await else {
+                    counted("timeout");
                     return Err(ClusterError::NoLeader {
                         shard,
                         detail: format!(
@@ -156,13 +165,24 @@ impl Cluster {
                     });
                 };
                 match written {
-                    Ok(r) => return Ok(r.data),
+                    Ok(r) => {
+                        counted("committed");
+                        self.opts
+                            .metrics
+                            .proposal_duration
+                            .observe(proposed.elapsed().as_secs_f64());
+                        return Ok(r.data);
+                    }
                     Err(RaftError::APIError(
                         ClientWriteError::ForwardToLeader(_)
                         | ClientWriteError::LogEntryDiscarded(_),
-                    )) => {}
-                    Err(RaftError::APIError(e)) => return Err(raft_err(e)),
+                    )) => counted("not_leader"),
+                    Err(RaftError::APIError(e)) => {
+                        counted("failed");
+                        return Err(raft_err(e));
+                    }
                     Err(RaftError::Fatal(e)) => {
+                        counted("failed");
                         return Err(ClusterError::NoLeader {
                             shard,
                             detail: format!("the local group stopped: {e}"),
@@ -206,6 +226,7 @@ impl Cluster {
         req: &ShardRequest,
         hops: u32,
     ) -> Result<ShardResponse, RemoteError> {
+        tracing::debug!(shard, to = to.id, hops, "forwarding to the shard's leader");
         self.peers.forward(to.id, &to.addr, shard, req, hops).await
     }
 
@@ -216,6 +237,23 @@ impl Cluster {
     /// Not hosted here, or no leader confirmed in time.
     #[tracing::instrument(level = "debug", name = "raft.read_barrier", skip(self))]
     pub async fn read_barrier(&self, shard: ShardId) -> Result<(), ClusterError> {
+        let mut path = "local";
+        let done = self.read_barrier_via(shard, &mut path).await;
+        self.opts
+            .metrics
+            .read_index
+            .with_label_values(&[path, if done.is_ok() { "ok" } else { "error" }])
+            .inc();
+        done
+    }
+
+    /// [`Self::read_barrier`]; sets `path` to `leader` once it asks the
+    /// leader for the read index.
+    async fn read_barrier_via(
+        &self,
+        shard: ShardId,
+        path: &mut &'static str,
+    ) -> Result<(), ClusterError> {
         let raft = self.member_group(shard).ok_or(ClusterError::NotHosted {
             shard,
             node: self.opts.node_id,
@@ -243,6 +281,7 @@ impl Cluster {
                 }
                 Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
                     if let (Some(id), Some(node)) = (f.leader_id, f.leader_node) {
+                        *path = "leader";
                         let hint = LeaderHint {
                             id,
                             addr: node.addr,

@@ -55,6 +55,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Log format: `text` or `json` (default `text`).
     pub log_format: String,
+    /// Which logs are written, in `tracing`'s filter syntax (as `RUST_LOG`):
+    /// a default level and per-module levels (default `info,openraft=warn`).
+    pub log_level: String,
     /// OTLP/gRPC collector to send traces to (`http://HOST:4317`); none
     /// (the default) turns tracing off.
     pub otlp_endpoint: Option<String>,
@@ -91,6 +94,7 @@ impl Default for Config {
             ttl_reap_interval_ms: 1000,
             shutdown_grace_ms: 30_000,
             log_format: "text".into(),
+            log_level: "info,openraft=warn".into(),
             otlp_endpoint: None,
             trace_sample_ratio: 0.01,
             limits: Limits::default(),
@@ -171,6 +175,9 @@ pub struct Cli {
     /// Log format: text or json.
     #[arg(long, env = "CAIRN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Log filter, e.g. `info,cairn_node=debug` (default `info,openraft=warn`).
+    #[arg(long, env = "CAIRN_LOG")]
+    pub log_level: Option<String>,
     /// OTLP/gRPC collector for traces, e.g. http://otel-collector:4317
     /// (unset: no tracing).
     #[arg(long, env = "CAIRN_OTLP_ENDPOINT")]
@@ -265,6 +272,7 @@ impl Config {
             block_cache_bytes,
             row_cache_bytes,
             log_format,
+            log_level,
             trace_sample_ratio
         );
         if cli.otlp_endpoint.is_some() {
@@ -307,6 +315,12 @@ impl Config {
         crate::partition::ShardCount::new(self.shards).map_err(ConfigError::Invalid)?;
         if self.node_id == 0 {
             return Err(ConfigError::Invalid("node-id must be at least 1".into()));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            return Err(ConfigError::Invalid(format!(
+                "log-level {:?}: {e}; expected a filter such as info or info,cairn_node=debug",
+                self.log_level
+            )));
         }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid(format!(

@@ -171,7 +171,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             capacity_bytes: config.capacity_bytes,
             rebalance: config.rebalance,
             tuning: config.raft,
-            snapshot_installs: metrics.raft_snapshots_installed.clone(),
+            metrics: metrics.cluster.clone(),
         };
         let (store, cluster) =
             KvStore::open_member(engine, opts, clock.clone(), copts, &cluster_id).await?;
@@ -185,6 +185,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 .map_err(|e| ServerError::Setup(format!("store open task: {e}")))??;
         (store, None)
     };
+
+    metrics
+        .watch_engine(store.engine().clone())
+        .map_err(|e| ServerError::Setup(format!("engine metrics: {e}")))?;
+    if let Some(c) = &cluster {
+        metrics
+            .watch_cluster(c.clone())
+            .map_err(|e| ServerError::Setup(format!("replica metrics: {e}")))?;
+    }
 
     let (stop, stop_rx) = watch::channel(false);
     let (fatal_tx, fatal) = watch::channel(None);

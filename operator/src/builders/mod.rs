@@ -10,6 +10,7 @@
 pub mod disruption_budget;
 pub mod identity;
 pub mod metadata;
+pub mod monitoring;
 pub mod services;
 pub mod statefulset;
 
@@ -51,6 +52,9 @@ pub struct OwnedObjects {
     pub disruption_budget: PodDisruptionBudget,
     /// The per-pod identity files (node id, bootstrap or join).
     pub identity: ConfigMap,
+    /// The prometheus-operator ServiceMonitor, when `spec.monitoring` asks
+    /// for one.
+    pub service_monitor: Option<kube::api::DynamicObject>,
 }
 
 /// Builds every object the operator owns for `cluster`, with the replica
@@ -91,5 +95,6 @@ pub fn build_owned_objects_with(
         ],
         disruption_budget: disruption_budget::build_disruption_budget(cluster)?,
         identity: identity::build_identity_config_map_for(cluster, replicas)?,
+        service_monitor: monitoring::build_service_monitor(cluster)?,
     })
 }

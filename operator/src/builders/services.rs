@@ -6,7 +6,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::metadata::{cluster_selector, owned_meta, peer_service_name};
-use super::{BuildError, GRPC_PORT, HTTP_PORT};
+use super::{BuildError, GRPC_PORT, HTTP_PORT, METRICS_PORT};
 use crate::crd::KVCluster;
 
 fn port(name: &str, number: i32) -> ServicePort {
@@ -32,7 +32,9 @@ pub fn build_peer_service(cluster: &KVCluster) -> Result<Service, BuildError> {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
             selector: Some(cluster_selector(cluster)),
-            ports: Some(vec![port("grpc", GRPC_PORT)]),
+            // `metrics`: what a ServiceMonitor scrapes (spec.monitoring),
+            // reaching every pod, Ready or not.
+            ports: Some(vec![port("grpc", GRPC_PORT), port("metrics", METRICS_PORT)]),
             ..ServiceSpec::default()
         }),
         status: None,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -24,6 +24,7 @@ use super::observe::observe;
 use super::{Context, ControllerError};
 use crate::builders::build_owned_objects_with;
 use crate::builders::metadata::MANAGER;
+use crate::builders::monitoring::service_monitor_resource;
 use crate::crd::{ConditionType, KVCluster, KVClusterStatus};
 
 /// Merges condition updates into `existing`, keeping a condition's
@@ -136,7 +137,60 @@ async fn apply_objects(
     for set in &objects.statefulsets {
         apply(&Api::namespaced(client.clone(), &ns), set).await?;
     }
-    Ok(())
+    apply_service_monitor(ctx, cluster, objects.service_monitor.as_ref()).await
+}
+
+/// Applies the cluster's ServiceMonitor, or deletes it once
+/// `spec.monitoring` is turned off. Without prometheus-operator's CRDs the
+/// API answers 404: the cluster is still reconciled, and an event says why
+/// nothing scrapes it.
+async fn apply_service_monitor(
+    ctx: &Context,
+    cluster: &KVCluster,
+    monitor: Option<&DynamicObject>,
+) -> Result<(), ControllerError> {
+    let ns = cluster.namespace().unwrap_or_default();
+    let key = format!("{ns}/{}", cluster.name_any());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &service_monitor_resource());
+    let absent = |known: bool| {
+        let mut set = ctx
+            .monitors_absent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known {
+            set.insert(key.clone());
+        } else {
+            set.remove(&key);
+        }
+    };
+    let Some(monitor) = monitor else {
+        let known = ctx
+            .monitors_absent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&key);
+        if !known {
+            delete_ignoring_absent(&api, &cluster.name_any(), &DeleteParams::default()).await?;
+            absent(true);
+        }
+        return Ok(());
+    };
+    absent(false);
+    match apply(&api, monitor).await {
+        Err(ControllerError::Kube(kube::Error::Api(e))) if e.code == 404 => {
+            publish(
+                ctx,
+                cluster,
+                EventType::Warning,
+                "MonitoringUnavailable",
+                "spec.monitoring.enabled is set but the API server has no monitoring.coreos.com/v1 ServiceMonitor (install prometheus-operator's CRDs)",
+            )
+            .await;
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 async fn delete_ignoring_absent<K>(
@@ -202,11 +256,8 @@ async fn reconcile_inner(cluster: &KVCluster, ctx: &Context) -> Result<Requeue, 
         .conditions
         .iter()
         .any(|c| c.type_ == ConditionType::Stalled.as_str() && c.status == "True");
-    ctx.metrics.operation(
-        &key,
-        decision.operation.as_ref().map(|o| format!("{:?}", o.kind)),
-        stalled,
-    );
+    ctx.metrics
+        .operation(&key, decision.operation.as_ref().map(|o| o.kind), stalled);
     // 1. Record intent (operation, identities) before acting on it.
     let recorded = write_status(&api, &name, &status).await?;
     for (reason, note) in &decision.events {
