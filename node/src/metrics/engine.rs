@@ -28,6 +28,7 @@ pub struct EngineCollector {
     memtable_bytes: IntGaugeVec,
     sst_bytes: IntGaugeVec,
     pending_compaction_bytes: IntGaugeVec,
+    estimated_keys: IntGaugeVec,
     running_compactions: IntGauge,
     write_stopped: IntGauge,
     delayed_write_rate: IntGauge,
@@ -104,6 +105,10 @@ impl EngineCollector {
                 "cairn_rocksdb_pending_compaction_bytes",
                 "Bytes compaction estimates it still has to rewrite, by column family.",
             )?,
+            estimated_keys: per_family(
+                "cairn_rocksdb_estimated_keys",
+                "RocksDB's estimate of the keys held, by column family (meta: mostly the exactly-once table).",
+            )?,
             running_compactions: gauge(
                 "cairn_rocksdb_running_compactions",
                 "Compactions running now.",
@@ -143,6 +148,7 @@ impl EngineCollector {
             &self.memtable_bytes,
             &self.sst_bytes,
             &self.pending_compaction_bytes,
+            &self.estimated_keys,
             &self.running_compactions,
             &self.write_stopped,
             &self.delayed_write_rate,
@@ -186,6 +192,9 @@ impl EngineCollector {
             self.pending_compaction_bytes
                 .with_label_values(&[*cf])
                 .set(int(f.pending_compaction_bytes));
+            self.estimated_keys
+                .with_label_values(&[*cf])
+                .set(int(f.estimated_keys));
         }
         self.block_cache_usage.set(int(s.block_cache_bytes));
         self.running_compactions.set(int(s.running_compactions));

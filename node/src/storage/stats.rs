@@ -44,6 +44,9 @@ pub struct FamilySizes {
     pub sst_bytes: u64,
     /// Bytes compaction estimates it still has to rewrite.
     pub pending_compaction_bytes: u64,
+    /// RocksDB's estimate of the keys it holds (in `meta`, mostly the
+    /// exactly-once table's records).
+    pub estimated_keys: u64,
 }
 
 /// The state of the engine at one instant.
@@ -98,6 +101,7 @@ impl Engine {
                         memtable_bytes: prop("rocksdb.cur-size-all-mem-tables"),
                         sst_bytes: prop("rocksdb.total-sst-files-size"),
                         pending_compaction_bytes: prop("rocksdb.estimate-pending-compaction-bytes"),
+                        estimated_keys: prop("rocksdb.estimate-num-keys"),
                     },
                 )
             })
@@ -166,6 +170,7 @@ mod tests {
             .unwrap()
             .1;
         assert!(data.sst_bytes > 0, "{flushed:?}");
+        assert!(data.estimated_keys >= 900, "{flushed:?}");
         assert!(flushed.counters.flush_bytes > written.counters.flush_bytes);
         assert!(flushed.disk_total_bytes >= flushed.disk_free_bytes);
         assert!(flushed.disk_total_bytes > 0);
