@@ -260,7 +260,7 @@ for system in $SYSTEMS; do
       "$ROTEL_AGENT" start --otlp-grpc-endpoint "127.0.0.1:$((p + 50))" --otlp-http-endpoint "127.0.0.1:$((p + 51))" \
         --exporter blackhole >"$RESULTS/rotel-$system.log" 2>&1 &
       PIDS+=($!)
-      wait_until $! 30 "rotel-agent" sh -c "exec 3<>/dev/tcp/127.0.0.1/$((p + 50))" ||
+      wait_until $! 30 "rotel-agent" bash -c "exec 3<>/dev/tcp/127.0.0.1/$((p + 50))" ||
         { tail -n 20 "$RESULTS/rotel-$system.log" >&2; exit 1; }
       start_cairn "cairn1$system" "$p" --otlp-endpoint "http://127.0.0.1:$((p + 50))" --trace-sample-ratio "$ratio_arg"
       bench "cairn, traces at $share (1 node)" cairn "127.0.0.1:$p"
