@@ -208,21 +208,14 @@ impl EngineCollector {
 
 impl Collector for EngineCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.collectors()
-            .into_iter()
-            .flat_map(Collector::desc)
-            .collect()
+        super::descs(&self.collectors())
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let _scrape = self
-            .scrape
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.fill(&self.engine.stats());
-        self.collectors()
-            .into_iter()
-            .flat_map(Collector::collect)
-            .collect()
+        super::refilled(
+            &self.scrape,
+            || self.fill(&self.engine.stats()),
+            &self.collectors(),
+        )
     }
 }

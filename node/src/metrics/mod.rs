@@ -117,6 +117,27 @@ impl ClusterMetrics {
     }
 }
 
+/// The descriptions of `collectors`, for a scrape-time collector's `desc`.
+fn descs<'a>(
+    collectors: &[&'a dyn prometheus::core::Collector],
+) -> Vec<&'a prometheus::core::Desc> {
+    collectors.iter().flat_map(|c| c.desc()).collect()
+}
+
+/// One scrape of a scrape-time collector: under `scrape` (each scrape
+/// resets and refills the families), `fill` them, then gather `collectors`.
+fn refilled(
+    scrape: &std::sync::Mutex<()>,
+    fill: impl FnOnce(),
+    collectors: &[&dyn prometheus::core::Collector],
+) -> Vec<prometheus::proto::MetricFamily> {
+    let _scrape = scrape
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    fill();
+    collectors.iter().flat_map(|c| c.collect()).collect()
+}
+
 /// Latency buckets from 50µs to ~13s.
 fn latency_buckets() -> Vec<f64> {
     prometheus::exponential_buckets(0.000_05, 2.0, 19).unwrap_or_default()

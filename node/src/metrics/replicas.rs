@@ -142,8 +142,10 @@ impl ReplicaCollector {
         })
     }
 
-    fn collectors(&self) -> Vec<&dyn Collector> {
-        vec![
+    /// The per-shard families: reset before each refill, so shards moved
+    /// off this node and removed followers vanish.
+    fn per_shard(&self) -> [&IntGaugeVec; 13] {
+        [
             &self.leader,
             &self.has_leader,
             &self.term,
@@ -157,31 +159,27 @@ impl ReplicaCollector {
             &self.follower_lag,
             &self.shard_bytes,
             &self.node_state,
-            &self.replication_factor,
+        ]
+    }
+
+    fn collectors(&self) -> Vec<&dyn Collector> {
+        let mut all: Vec<&dyn Collector> = self
+            .per_shard()
+            .into_iter()
+            .map(|v| v as &dyn Collector)
+            .collect();
+        all.extend([
+            &self.replication_factor as &dyn Collector,
             &self.shards,
             &self.data_bytes,
             &self.room_bytes,
             &self.snapshot_sent,
-        ]
+        ]);
+        all
     }
 
     fn fill(&self) {
-        for v in [
-            &self.leader,
-            &self.has_leader,
-            &self.term,
-            &self.last_log_index,
-            &self.committed_index,
-            &self.applied_index,
-            &self.log_entries,
-            &self.snapshot_index,
-            &self.voters,
-            &self.learners,
-            &self.follower_lag,
-            &self.shard_bytes,
-            &self.node_state,
-        ] {
-            // Shards moved off this node and followers removed must vanish.
+        for v in self.per_shard() {
             v.reset();
         }
         let engine = self.cluster.engine();
@@ -267,21 +265,10 @@ impl ReplicaCollector {
 
 impl Collector for ReplicaCollector {
     fn desc(&self) -> Vec<&Desc> {
-        self.collectors()
-            .into_iter()
-            .flat_map(Collector::desc)
-            .collect()
+        super::descs(&self.collectors())
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let _scrape = self
-            .scrape
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.fill();
-        self.collectors()
-            .into_iter()
-            .flat_map(Collector::collect)
-            .collect()
+        super::refilled(&self.scrape, || self.fill(), &self.collectors())
     }
 }
