@@ -30,6 +30,8 @@
 #   SKIP_BUILD=1                  use the binaries already built
 #   CAIRN_NODE_BIN, CAIRN_BENCH_BIN  use these binaries (implies no build of that one)
 #   BASE_PORT=23000               first of the loopback ports used
+#   PERF=1                        record a CPU profile (perf record -g) of the three Cairn
+#                                 nodes over their runs; the top symbols go to RESULTS_DIR
 #   RESULTS_DIR=dir               keep every JSON report and server log there
 # Exit status: 0 when every run succeeded, 1 otherwise (the table still prints).
 set -euo pipefail
@@ -243,6 +245,8 @@ bench() {
 NA=()
 # Group commit: commands per fsync on the single Cairn node, from its metrics.
 GROUP_COMMIT=""
+# fsyncs per replicated write on the Cairn cluster, from its nodes' metrics.
+REPLICATED_SYNCS=""
 p=$BASE_PORT
 for system in $SYSTEMS; do
   case "$system" in
@@ -287,7 +291,25 @@ for system in $SYSTEMS; do
       ;;
     cairn-3)
       if start_cairn_cluster "$p"; then
+        PERF_PID=""
+        if [ "${PERF:-0}" = 1 ]; then
+          perf record -F 199 -g -o "$RESULTS/cairn-3.perf.data" -p "$(IFS=,; echo "${PIDS[*]: -3}")" \
+            >"$RESULTS/perf-record.log" 2>&1 &
+          PERF_PID=$!
+        fi
         bench "cairn (3 nodes, RF=3)" cairn "127.0.0.1:$p,127.0.0.1:$((p + 10)),127.0.0.1:$((p + 20))"
+        if [ -n "$PERF_PID" ]; then
+          kill -INT "$PERF_PID" 2>/dev/null || true
+          wait "$PERF_PID" 2>/dev/null || true
+          perf report -i "$RESULTS/cairn-3.perf.data" --stdio --no-children --sort dso,symbol \
+            --percent-limit 0.7 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' >"$RESULTS/cairn-3.perf-top.txt" || true
+          PERF_SUMMARY="$RESULTS/cairn-3.perf-top.txt"
+        fi
+        REPLICATED_SYNCS=$(for q in "$p" "$((p + 10))" "$((p + 20))"; do
+          curl -sf "http://127.0.0.1:$((q + 2))/metrics" || true
+        done | awk '/^cairn_rocksdb_wal_syncs_total / {f += $2}
+             /^cairn_raft_proposals_total\{.*result="committed"/ {w += $2}
+             END { if (w > 0) printf "%d WAL fsyncs on the three nodes for %d committed proposals: %.2f fsyncs per replicated write (all nodes together)", f, w, f / w }') || true
       else
         ROWS+=("cairn (3 nodes, RF=3)")
         NA+=("cairn (3 nodes, RF=3)")
@@ -344,5 +366,7 @@ for row in "${ROWS[@]}"; do
   if [[ "$rate" =~ ^[0-9.]+$ ]]; then printf -- '- %s: %.0f\n' "$row" "$rate"; else echo "- $row: $rate"; fi
 done
 [ -z "$GROUP_COMMIT" ] || echo "Cairn single node, group commit over all its runs: $GROUP_COMMIT."
+[ -z "$REPLICATED_SYNCS" ] || echo "Cairn 3 nodes, over all its runs: $REPLICATED_SYNCS."
+[ -z "${PERF_SUMMARY:-}" ] || echo "CPU profile of the three Cairn nodes over all their runs (perf, self time by symbol): $PERF_SUMMARY"
 [ -z "${RESULTS_DIR:-}" ] || echo "Reports and server logs: $RESULTS_DIR"
 exit "$FAILED"

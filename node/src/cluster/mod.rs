@@ -73,6 +73,44 @@ pub struct RaftTuning {
     /// Log entries between snapshots of a shard (default 10,000); older
     /// entries are then purged and a lagging replica catches up by snapshot.
     pub snapshot_logs: u64,
+    /// How a linearizable read confirms its replica still leads (default
+    /// `lease`).
+    pub read_mode: ReadMode,
+}
+
+/// How a linearizable read makes sure the leader it reads from is still the
+/// leader: the `[raft] read-mode` setting, `--read-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMode {
+    /// Leader lease: the leader serves the read locally while a quorum
+    /// acknowledged one of its heartbeats or appends less than the lease
+    /// (`2 × election-timeout-ms`) ago — no follower can have granted a vote
+    /// to anyone else since, because a follower refuses votes for that long
+    /// after it last heard from its leader. Assumes the nodes' clocks *rate*
+    /// (not their wall time) differs by less than the time between the
+    /// lease's end and the follower's (one election timeout, ≥ 50% of the
+    /// lease with the defaults); a read outside a valid lease falls back to
+    /// [`ReadMode::ReadIndex`].
+    #[default]
+    Lease,
+    /// ReadIndex: every read waits for a quorum to acknowledge a heartbeat
+    /// sent after it arrived (concurrent reads share the round). Depends on
+    /// no clock.
+    ReadIndex,
+}
+
+impl std::str::FromStr for ReadMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "lease" => Ok(Self::Lease),
+            "read-index" => Ok(Self::ReadIndex),
+            other => Err(format!(
+                "unknown read mode {other:?}; expected lease or read-index"
+            )),
+        }
+    }
 }
 
 impl Default for RaftTuning {
@@ -81,11 +119,37 @@ impl Default for RaftTuning {
             heartbeat_interval_ms: 400,
             election_timeout_ms: 1200,
             snapshot_logs: 10_000,
+            read_mode: ReadMode::Lease,
         }
     }
 }
 
 impl RaftTuning {
+    /// openraft's leader lease: a follower refuses votes for this long after
+    /// it last heard from its leader (openraft uses `election_timeout_max`).
+    pub fn leader_lease(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_ms.saturating_mul(2))
+    }
+
+    /// The oldest quorum acknowledgement a lease read accepts: 90% of
+    /// [`Self::leader_lease`], leaving 10% of it for the leader's and the
+    /// followers' clocks to run at different rates.
+    fn lease_read_age(&self) -> Duration {
+        self.leader_lease().mul_f64(0.9)
+    }
+
+    /// How a linearizable read asks its group to confirm leadership under
+    /// this read mode. Lease: served at once while a quorum acknowledged
+    /// the leader within [`Self::lease_read_age`]; otherwise the leader
+    /// sends heartbeats and the read waits for their acknowledgement (the
+    /// ReadIndex fallback). ReadIndex: always a fresh quorum round.
+    pub(crate) fn linearizer_option(&self) -> openraft::LinearizerOption {
+        match self.read_mode {
+            ReadMode::Lease => openraft::LinearizerOption::new(Some(self.lease_read_age()), true),
+            ReadMode::ReadIndex => ReadPolicy::ReadIndex.into(),
+        }
+    }
+
     fn config(&self) -> Result<openraft::Config, ClusterError> {
         openraft::Config {
             cluster_name: "cairn".into(),
@@ -238,6 +302,9 @@ pub struct Cluster {
     config: Arc<openraft::Config>,
     groups: RwLock<HashMap<ShardId, ShardRaftHandle>>,
     creating: tokio::sync::Mutex<()>,
+    /// When this process opened the cluster: in lease mode it grants no
+    /// vote for one lease after it, see [`Cluster::vote_refusal`].
+    started: Instant,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -274,6 +341,7 @@ impl Cluster {
             config,
             groups: RwLock::default(),
             creating: tokio::sync::Mutex::new(()),
+            started: Instant::now(),
         });
         for shard in std::iter::once(META_SHARD).chain(0..shards.get()) {
             if cluster

@@ -262,7 +262,10 @@ impl Cluster {
         let mut pause = Duration::from_millis(20);
         let mut last = String::from("no leader elected yet");
         loop {
-            match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+            match raft
+                .get_read_linearizer(self.opts.tuning.linearizer_option())
+                .await
+            {
                 Ok(lin) => {
                     let left = deadline
                         .saturating_duration_since(Instant::now())
@@ -328,7 +331,10 @@ impl Cluster {
             shard,
             node: self.opts.node_id,
         })?;
-        match raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+        match raft
+            .get_read_linearizer(self.opts.tuning.linearizer_option())
+            .await
+        {
             Ok(lin) => Ok(lin.read_log_id().index()),
             Err(RaftError::APIError(e)) => Err(ClusterError::NoLeader {
                 shard,
@@ -372,16 +378,34 @@ impl GroupHost for Cluster {
         Ok(MembershipView::of(&raft))
     }
 
-    async fn may_vote(&self, shard: ShardId) -> bool {
+    async fn vote_refusal(&self, shard: ShardId) -> Option<String> {
+        let lease = self.opts.tuning.leader_lease();
+        if self.opts.tuning.read_mode == ReadMode::Lease && self.started.elapsed() < lease {
+            // A lease this replica granted before a restart lives on in
+            // its old leader, which may still serve reads on it; openraft
+            // forgets it on restart, so the vote waits it out here.
+            return Some(format!(
+                "node {} restarted less than one leader lease ({} ms) ago and grants no vote until it has passed",
+                self.opts.node_id,
+                lease.as_millis()
+            ));
+        }
         match crate::raft::removal::tombstone(&self.engine, shard) {
-            Ok(None) => true,
-            Ok(Some(removed_at)) => self
-                .group(shard)
-                .is_some_and(|g| MembershipView::of(&g).log_index > removed_at),
+            Ok(None) => None,
+            Ok(Some(removed_at)) => {
+                let readded = self
+                    .group(shard)
+                    .is_some_and(|g| MembershipView::of(&g).log_index > removed_at);
+                (!readded).then(|| removed_replica_refusal(shard))
+            }
             Err(e) => {
                 tracing::warn!(shard, error = %e, "reading a replica tombstone");
-                false
+                Some(removed_replica_refusal(shard))
             }
         }
     }
+}
+
+fn removed_replica_refusal(shard: ShardId) -> String {
+    format!("this node's replica of shard {shard} was removed from the group; it does not vote")
 }

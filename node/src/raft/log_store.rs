@@ -4,7 +4,8 @@
 //! value `0x01 ‖ postcard(entry)`; the vote, the committed log id and the last
 //! purged log id in `meta` at `raft/vote/`, `raft/committed/`, `raft/purged/`
 //! `‖ shard`. Appends and votes are written with the node's sync mode
-//! (fsync by default) before they are acknowledged to Raft. Appends of
+//! (fsync by default) before they are acknowledged to Raft; the committed
+//! log id is written without an fsync (see `save_committed`). Appends of
 //! different shards run concurrently, so RocksDB's write group shares one WAL
 //! fsync among them.
 
@@ -195,7 +196,13 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
     ) -> Result<(), io::Error> {
         let mut batch = WriteBatch::default();
         self.put_meta_into(&mut batch, "committed", &committed)?;
-        self.write(batch).await
+        // Not synced: a committed log id lost in a crash only makes the
+        // restarted replica re-learn how far the log is committed from its
+        // leader (openraft treats the record as optional). RocksDB recovers
+        // a prefix of its WAL, so a record that survives never points past
+        // log entries written before it, and the applies it allows are
+        // re-run from the synced log.
+        super::write_waiting_for_space(&self.engine, batch, Engine::write_unsynced).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<ShardRaft>>, io::Error> {

@@ -194,6 +194,11 @@ pub struct Cli {
     /// Log entries between snapshots of a shard.
     #[arg(long, env = "CAIRN_RAFT_SNAPSHOT_LOGS")]
     pub raft_snapshot_logs: Option<u64>,
+    /// How linearizable reads confirm leadership: lease (default; assumes
+    /// bounded clock-rate drift, falls back to read-index) or read-index (a
+    /// quorum round per read batch, no clock assumption).
+    #[arg(long, env = "CAIRN_READ_MODE")]
+    pub read_mode: Option<crate::cluster::ReadMode>,
 }
 
 /// Why the configuration could not be loaded.
@@ -301,6 +306,9 @@ impl Config {
         }
         if let Some(v) = cli.raft_snapshot_logs {
             c.raft.snapshot_logs = v;
+        }
+        if let Some(v) = cli.read_mode {
+            c.raft.read_mode = v;
         }
         c.bootstrap |= cli.bootstrap;
         c.validate()?;
@@ -462,6 +470,24 @@ mod tests {
             Config::from_toml("otlp-endpoint = \"http://c:4317\"\ntrace-sample-ratio = 1.0\n")
                 .unwrap();
         assert_eq!(file.trace_sample_ratio, 1.0);
+    }
+
+    #[test]
+    fn read_mode_defaults_to_lease_and_is_settable_by_flag_and_file() {
+        use crate::cluster::ReadMode;
+        assert_eq!(Config::default().raft.read_mode, ReadMode::Lease);
+        let flag =
+            Config::load(Cli::try_parse_from(["cairn-node", "--read-mode", "read-index"]).unwrap())
+                .unwrap();
+        assert_eq!(flag.raft.read_mode, ReadMode::ReadIndex);
+        let file = Config::from_toml("[raft]\nread-mode = \"read-index\"\n").unwrap();
+        assert_eq!(file.raft.read_mode, ReadMode::ReadIndex);
+        let bad = Cli::try_parse_from(["cairn-node", "--read-mode", "stale"]).unwrap_err();
+        assert!(
+            bad.to_string().contains("expected lease or read-index"),
+            "{bad}"
+        );
+        assert!(Config::from_toml("[raft]\nread-mode = \"stale\"\n").is_err());
     }
 
     /// Found by the `config_toml` fuzz target: twice a huge heartbeat

@@ -58,6 +58,12 @@ pub struct Peers {
 /// Most messages in one batch.
 const MAX_BATCH: usize = 1024;
 
+/// Most payload bytes in one batch (a larger single message goes alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// `AppendBatch` calls in flight to one peer at once.
+const FRAMES_IN_FLIGHT: usize = 4;
+
 type Pending = (
     rpb::RaftMessage,
     oneshot::Sender<Result<rpb::RaftMessage, String>>,
@@ -66,8 +72,8 @@ type Pending = (
 type Batcher = (String, mpsc::Sender<Pending>);
 
 impl Peers {
-    /// Peers whose entry-less AppendEntries to the same peer travel together
-    /// in one `AppendBatch` call, and whose snapshot streams together send at
+    /// Peers whose AppendEntries (heartbeats and entries) to the same peer
+    /// travel together in `AppendBatch` calls, and whose snapshot streams together send at
     /// most `snapshot_bytes_per_sec` (0: unlimited).
     pub fn batched(snapshot_bytes_per_sec: u64) -> Self {
         Self {
@@ -190,36 +196,69 @@ impl Interceptor for OnlyFor {
 type PeerClient = RaftTransportClient<InterceptedService<Channel, AddressedTo>>;
 
 /// Collects messages for one peer and sends them in `AppendBatch` calls,
-/// one call in flight at a time: a message arriving while the peer is idle
-/// goes at once, and everything that queues meanwhile goes in the next call
-/// (batches grow with load and add no waiting when idle).
-async fn run_batcher(mut client: PeerClient, mut rx: mpsc::Receiver<Pending>) {
-    while let Some(first) = rx.recv().await {
+/// up to [`FRAMES_IN_FLIGHT`] at a time: a message arriving while a call
+/// slot is free goes at once, and everything that queues meanwhile goes in
+/// the next call, so batches grow with load and add no waiting when idle. A
+/// call is cut at [`MAX_BATCH`] messages or [`MAX_BATCH_BYTES`] (the message
+/// that would cross it starts the next one). A group never has two appends
+/// to one peer in flight (openraft waits for each reply), so frames racing
+/// each other reorder nothing within a group.
+async fn run_batcher(client: PeerClient, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(FRAMES_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        let mut bytes = first.0.payload.len();
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(p) if bytes + p.0.payload.len() > MAX_BATCH_BYTES => {
+                    carried = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.0.payload.len();
+                    batch.push(p);
+                }
                 Err(_) => break,
             }
         }
-        let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let mut req = Request::new(rpb::RaftBatch { messages });
-        req.set_timeout(std::time::Duration::from_secs(5));
-        match client.append_batch(req).await {
-            Ok(r) => {
-                let mut answers = r.into_inner().messages.into_iter();
-                for reply in replies {
-                    let _ = reply.send(
-                        answers
-                            .next()
-                            .ok_or_else(|| "peer answered fewer messages than sent".into()),
-                    );
-                }
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            send_frame(&mut client, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One `AppendBatch` call: every message's reply goes to its sender.
+async fn send_frame(client: &mut PeerClient, batch: Vec<Pending>) {
+    let (messages, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    let mut req = Request::new(rpb::RaftBatch { messages });
+    req.set_timeout(std::time::Duration::from_secs(5));
+    match client.append_batch(req).await {
+        Ok(r) => {
+            let mut answers = r.into_inner().messages.into_iter();
+            for reply in replies {
+                let _ = reply.send(
+                    answers
+                        .next()
+                        .ok_or_else(|| "peer answered fewer messages than sent".into()),
+                );
             }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
-                }
+        }
+        Err(e) => {
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
             }
         }
     }
@@ -305,7 +344,7 @@ impl RaftNetworkV2<ShardRaft> for ShardNetwork {
         rpc: AppendEntriesRequest<ShardRaft>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ShardRaft>, RPCError<ShardRaft>> {
-        if self.peers.batching && rpc.entries.is_empty() {
+        if self.peers.batching {
             let msg = rpb::RaftMessage {
                 shard: self.shard,
                 payload: encode(&rpc).map_err(unreachable)?,

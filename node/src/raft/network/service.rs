@@ -56,10 +56,12 @@ pub trait GroupHost: Send + Sync + 'static {
     async fn read_index(&self, shard: ShardId) -> Result<u64, RemoteError>;
     /// The membership of `shard` as this replica knows it.
     async fn membership(&self, shard: ShardId) -> Result<MembershipView, RemoteError>;
-    /// Whether this node may answer a vote request of `shard`: not when it
-    /// removed its replica of the group and has not been given a newer
-    /// membership since (a replica with no log would vote for anyone).
-    async fn may_vote(&self, shard: ShardId) -> bool;
+    /// Why this node must not answer a vote request of `shard` now, if it
+    /// must not: when it removed its replica of the group and has not been
+    /// given a newer membership since (a replica with no log would vote for
+    /// anyone), or when a lease it granted before a restart may still be
+    /// held.
+    async fn vote_refusal(&self, shard: ShardId) -> Option<String>;
 }
 
 /// A replica's view of its group's membership.
@@ -135,8 +137,8 @@ impl GroupHost for ShardGroups {
         Ok(MembershipView::of(&raft))
     }
 
-    async fn may_vote(&self, _shard: ShardId) -> bool {
-        true
+    async fn vote_refusal(&self, _shard: ShardId) -> Option<String> {
+        None
     }
 }
 
@@ -241,11 +243,8 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
         let m = req.into_inner();
-        if !self.host.may_vote(m.shard).await {
-            return Err(Status::failed_precondition(format!(
-                "this node's replica of shard {} was removed from the group; it does not vote",
-                m.shard
-            )));
+        if let Some(why) = self.host.vote_refusal(m.shard).await {
+            return Err(Status::failed_precondition(why));
         }
         self.call(m, |raft, rpc| async move { raft.vote(rpc).await })
             .await
