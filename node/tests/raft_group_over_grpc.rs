@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use cairn_node::apply::{Command, CommandOp};
 use cairn_node::raft::ShardRequest;
 use cairn_node::raft::log_store::ShardLogStore;
+use cairn_node::raft::log_writer::LogWriter;
 use cairn_node::raft::network::{
     Peers, RaftTransportService, ShardGroups, ShardNetworkFactory, ShardRaftHandle,
 };
@@ -107,7 +108,11 @@ async fn start_replica_with(id: u64, config: openraft::Config) -> Replica {
         id,
         Arc::new(config),
         ShardNetworkFactory::new(SHARD, Peers::default()),
-        ShardLogStore::new(engine.clone(), SHARD),
+        ShardLogStore::new(
+            engine.clone(),
+            LogWriter::start(engine.clone()).unwrap(),
+            SHARD,
+        ),
         ShardStateMachine::new(engine.clone(), SHARD),
     )
     .await

@@ -5,6 +5,7 @@
 
 use cairn_node::raft::ShardRaft;
 use cairn_node::raft::log_store::ShardLogStore;
+use cairn_node::raft::log_writer::LogWriter;
 use cairn_node::raft::state_machine::ShardStateMachine;
 use cairn_node::storage::{Engine, EngineOptions, SyncMode};
 use openraft::StorageError;
@@ -28,11 +29,12 @@ impl StoreBuilder<ShardRaft, ShardLogStore, ShardStateMachine, tempfile::TempDir
         })
         .expect("open engine");
         // Another shard's log in the same database must stay invisible.
-        let mut neighbour = ShardLogStore::new(engine.clone(), self.shard + 1);
+        let writer = LogWriter::start(engine.clone()).expect("log writer");
+        let mut neighbour = ShardLogStore::new(engine.clone(), writer.clone(), self.shard + 1);
         let _ = openraft::storage::RaftLogStorage::get_log_state(&mut neighbour).await;
         Ok((
             dir,
-            ShardLogStore::new(engine.clone(), self.shard),
+            ShardLogStore::new(engine.clone(), writer, self.shard),
             ShardStateMachine::new(engine, self.shard),
         ))
     }

@@ -42,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::ShardProgress;
 use crate::partition::{ShardCount, ShardId};
 use crate::raft::log_store::{ShardLogStore, raft_meta_key};
+use crate::raft::log_writer::LogWriter;
 use crate::raft::network::{
     GroupHost, MembershipView, Peers, RemoteError, ShardNetworkFactory, ShardRaftHandle,
 };
@@ -302,6 +303,8 @@ pub struct Cluster {
     config: Arc<openraft::Config>,
     groups: RwLock<HashMap<ShardId, ShardRaftHandle>>,
     creating: tokio::sync::Mutex<()>,
+    /// The one writer of every group's Raft log on this node.
+    log_writer: LogWriter,
     /// When this process opened the cluster: in lease mode it grants no
     /// vote for one lease after it, see [`Cluster::vote_refusal`].
     started: Instant,
@@ -332,6 +335,12 @@ impl Cluster {
     ) -> Result<Arc<Self>, ClusterError> {
         let config = Arc::new(opts.tuning.config()?);
         let peers = Peers::batched(opts.rebalance.rate_bytes_per_sec);
+        let log_writer = LogWriter::start(engine.clone()).map_err(|e| {
+            ClusterError::Storage(Arc::new(StorageError::Io {
+                context: "starting the raft log writer thread".into(),
+                source: e,
+            }))
+        })?;
         let cluster = Arc::new(Self {
             opts,
             engine,
@@ -341,6 +350,7 @@ impl Cluster {
             config,
             groups: RwLock::default(),
             creating: tokio::sync::Mutex::new(()),
+            log_writer,
             started: Instant::now(),
         });
         for shard in std::iter::once(META_SHARD).chain(0..shards.get()) {
@@ -486,7 +496,7 @@ impl Cluster {
             self.opts.node_id,
             self.config.clone(),
             ShardNetworkFactory::new(shard, self.peers.clone()),
-            ShardLogStore::new(self.engine.clone(), shard),
+            ShardLogStore::new(self.engine.clone(), self.log_writer.clone(), shard),
             ShardStateMachine::new(self.engine.clone(), shard)
                 .with_progress(self.progress.clone())
                 .with_install_counter(self.opts.metrics.snapshots_installed.clone()),

@@ -3,11 +3,11 @@
 //! Layout: entries in the `raft` column family at `shard:u32 BE ‖ index:u64 BE`,
 //! value `0x01 ‖ postcard(entry)`; the vote, the committed log id and the last
 //! purged log id in `meta` at `raft/vote/`, `raft/committed/`, `raft/purged/`
-//! `‖ shard`. Appends and votes are written with the node's sync mode
-//! (fsync by default) before they are acknowledged to Raft; the committed
-//! log id is written without an fsync (see `save_committed`). Appends of
-//! different shards run concurrently, so RocksDB's write group shares one WAL
-//! fsync among them.
+//! `‖ shard`. Every write goes through the node's one [`LogWriter`], which
+//! shares one WAL sync among all groups' writes of a round: appends return
+//! once readable and tell Raft they are flushed after the sync (per the
+//! node's sync mode, fsync by default); votes, truncations and purges wait
+//! for the sync; the committed log id does not (see `save_committed`).
 
 use std::fmt::Debug;
 use std::io;
@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::io_err;
+use super::log_writer::LogWriter;
 use super::types::ShardRaft;
 use crate::partition::ShardId;
 use crate::storage::keys::{shard_end, shard_start};
@@ -78,17 +79,23 @@ pub fn decode<T: DeserializeOwned>(b: &[u8]) -> io::Result<T> {
     }
 }
 
-/// The Raft log of one shard. Cloning shares the database.
+/// The Raft log of one shard. Cloning shares the database and the writer.
 #[derive(Clone, Debug)]
 pub struct ShardLogStore {
     engine: Engine,
+    writer: LogWriter,
     shard: ShardId,
 }
 
 impl ShardLogStore {
-    /// The log of `shard` in `engine`.
-    pub fn new(engine: Engine, shard: ShardId) -> Self {
-        Self { engine, shard }
+    /// The log of `shard` in `engine`, written through `writer` (the
+    /// node's one log writer, shared by all its groups).
+    pub fn new(engine: Engine, writer: LogWriter, shard: ShardId) -> Self {
+        Self {
+            engine,
+            writer,
+            shard,
+        }
     }
 
     fn get_meta<T: DeserializeOwned>(&self, what: &str) -> io::Result<Option<T>> {
@@ -99,8 +106,9 @@ impl ShardLogStore {
             .transpose()
     }
 
+    /// Writes `batch` through the log writer and waits until it is durable.
     async fn write(&self, batch: WriteBatch) -> io::Result<()> {
-        super::write_batch(&self.engine, batch).await
+        self.writer.write_durable(batch).await.map_err(io_err)
     }
 
     fn put_meta_into<T: Serialize>(
@@ -196,13 +204,18 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
     ) -> Result<(), io::Error> {
         let mut batch = WriteBatch::default();
         self.put_meta_into(&mut batch, "committed", &committed)?;
-        // Not synced: a committed log id lost in a crash only makes the
-        // restarted replica re-learn how far the log is committed from its
-        // leader (openraft treats the record as optional). RocksDB recovers
-        // a prefix of its WAL, so a record that survives never points past
-        // log entries written before it, and the applies it allows are
-        // re-run from the synced log.
-        super::write_waiting_for_space(&self.engine, batch, Engine::write_unsynced).await
+        // Not waited for to be synced: a committed log id lost in a crash
+        // only makes the restarted replica re-learn how far the log is
+        // committed from its leader (openraft treats the record as
+        // optional). It goes through the log writer, after the appends
+        // queued before it, and RocksDB recovers a prefix of its WAL, so a
+        // record that survives never points past log entries written before
+        // it; the applies it allows are re-run from the synced log.
+        self.writer
+            .submit(batch, None)
+            .await
+            .map_err(io_err)?
+            .map_err(io_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogIdOf<ShardRaft>>, io::Error> {
@@ -225,14 +238,15 @@ impl RaftLogStorage<ShardRaft> for ShardLogStore {
         for entry in entries {
             batch.put_cf(cf, log_key(self.shard, entry.index()), encode(&entry)?);
         }
-        // Durable (per the node's sync mode) before Raft hears it is flushed.
-        let result = self.write(batch).await;
-        let reported = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()));
-        callback.io_completed(reported);
-        result
+        // Readable when this returns; Raft hears it is flushed only once
+        // the log writer's round is durable (per the node's sync mode).
+        let written = self.writer.submit(
+            batch,
+            Some(Box::new(move |durable| {
+                callback.io_completed(durable.map_err(io_err));
+            })),
+        );
+        written.await.map_err(io_err)?.map_err(io_err)
     }
 
     async fn truncate_after(

@@ -9,6 +9,7 @@
 //! and how requests reach them, is [`crate::cluster`]'s business.
 
 pub mod log_store;
+pub mod log_writer;
 pub mod network;
 pub mod removal;
 pub mod snapshot;
@@ -23,7 +24,26 @@ pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
 
-/// Writes `batch` with the node's sync mode on a blocking thread.
+/// Writes `batch` with `write` (synced or not) on a blocking thread,
+/// waiting out a full disk ([`write_retrying_while_full`]).
+pub(crate) async fn write_waiting_for_space(
+    engine: &crate::storage::Engine,
+    batch: rocksdb::WriteBatch,
+    write: WriteFn,
+) -> std::io::Result<()> {
+    let engine = engine.clone();
+    tokio::task::spawn_blocking(move || write_retrying_while_full(&engine, batch, write))
+        .await
+        .map_err(io_err)?
+        .map_err(io_err)
+}
+
+/// A way of writing a batch to the engine (synced or not).
+pub(crate) type WriteFn =
+    fn(&crate::storage::Engine, rocksdb::WriteBatch) -> Result<(), crate::storage::StorageError>;
+
+/// Writes `batch` with `write`, blocking the calling thread while the disk
+/// is full (retrying after 100 ms, doubling to 1 s).
 ///
 /// A full disk is waited out, not reported: openraft treats any storage
 /// error as fatal and stops the group for good, while a log append or an
@@ -32,39 +52,22 @@ pub(crate) fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 /// and the others elect a new one — and carries on once RocksDB has
 /// cleared the error (it does so itself when space returns). Client
 /// writes meanwhile get `disk_full` at admission (`Cluster::propose`).
-pub(crate) async fn write_batch(
+pub(crate) fn write_retrying_while_full(
     engine: &crate::storage::Engine,
     batch: rocksdb::WriteBatch,
-) -> std::io::Result<()> {
-    write_waiting_for_space(engine, batch, crate::storage::Engine::write).await
-}
-
-/// [`write_batch`] with the write function given (synced or not).
-pub(crate) async fn write_waiting_for_space(
-    engine: &crate::storage::Engine,
-    batch: rocksdb::WriteBatch,
-    write: fn(
-        &crate::storage::Engine,
-        rocksdb::WriteBatch,
-    ) -> Result<(), crate::storage::StorageError>,
-) -> std::io::Result<()> {
+    write: WriteFn,
+) -> Result<(), crate::storage::StorageError> {
     let data = batch.data().to_vec();
-    let mut batch = Some(batch);
+    let mut attempt = batch;
     let mut pause = std::time::Duration::from_millis(100);
     loop {
-        let engine = engine.clone();
-        let attempt = batch
-            .take()
-            .unwrap_or_else(|| rocksdb::WriteBatch::from_data(&data));
-        let result = tokio::task::spawn_blocking(move || write(&engine, attempt))
-            .await
-            .map_err(io_err)?;
-        match result {
+        match write(engine, attempt) {
             Err(crate::storage::StorageError::DiskFull { .. }) => {
-                tokio::time::sleep(pause).await;
+                std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                attempt = rocksdb::WriteBatch::from_data(&data);
             }
-            other => return other.map_err(io_err),
+            other => return other,
         }
     }
 }

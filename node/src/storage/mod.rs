@@ -318,6 +318,11 @@ impl Engine {
         self.write_with(batch, &wo)
     }
 
+    /// The durability of acknowledged writes this engine was opened with.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.sync
+    }
+
     /// Whether the last write failed because the disk is full (and none
     /// has succeeded since).
     pub fn is_disk_full(&self) -> bool {
