@@ -145,7 +145,7 @@ impl ShardStateMachine {
     /// Applied entries need no fsync of their own: the log they come from is
     /// durable, and after a crash openraft re-applies it from the last
     /// applied id stored in the same batch (halving fsyncs per write).
-    /// A full disk is waited out (see [`super::write_batch`]).
+    /// A full disk is waited out (see [`super::write_retrying_while_full`]).
     async fn write_applied(&self, batch: WriteBatch) -> io::Result<()> {
         super::write_waiting_for_space(&self.engine, batch, Engine::write_unsynced).await
     }
