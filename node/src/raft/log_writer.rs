@@ -14,7 +14,7 @@
 //! fsync.
 //!
 //! A full disk is waited out here (100 ms doubling to 1 s), as
-//! [`super::write_retrying_while_full`] explains: openraft stops a group for good on any
+//! `raft::write_retrying_while_full` explains: openraft stops a group for good on any
 //! storage error, while a late write is only late.
 
 use std::sync::mpsc;
