@@ -8,15 +8,16 @@
 //! once. Admin calls are not retried here: each caller knows whether to try
 //! the next member, wait, or give up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use cairn_proto::admin::v1 as apb;
 use cairn_proto::admin::v1::admin_client::AdminClient as Stub;
 
-use crate::endpoint;
-use crate::error::{ClientError, ConnectFailure};
+use crate::dial::Dialer;
+use crate::error::ClientError;
 
 /// How long connecting to a member may take, by default.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,10 +25,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Timeouts of an [`Admin`] connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AdminOptions {
     connect_timeout: Duration,
     call_timeout: Duration,
+    tls: Option<Arc<cairn_tls::TlsContext>>,
 }
 
 impl Default for AdminOptions {
@@ -36,6 +38,7 @@ impl Default for AdminOptions {
         AdminOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -51,6 +54,13 @@ impl AdminOptions {
     /// (`Cancelled` on some transports).
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
+        self
+    }
+
+    /// Speak TLS, verifying the member with `tls`'s CA bundle and
+    /// presenting its certificate if it has one.
+    pub fn tls(mut self, tls: Arc<cairn_tls::TlsContext>) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -106,16 +116,16 @@ impl Admin {
     /// Connects to the member at `endpoint` (`HOST:PORT` or
     /// `http://HOST:PORT`).
     pub async fn connect(endpoint: &str, options: AdminOptions) -> Result<Admin, ClientError> {
-        let uri = endpoint::normalize(endpoint)?;
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| ClientError::InvalidEndpoint(format!("{endpoint:?}: {e}")))?
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.call_timeout)
-            .connect()
+        let dialer = Dialer::new(options.tls.clone());
+        let target = dialer
+            .endpoint(endpoint, options.connect_timeout)?
+            .timeout(options.call_timeout);
+        let channel = dialer
+            .connect(&target, options.connect_timeout)
             .await
-            .map_err(|e| ClientError::Connect {
+            .map_err(|source| ClientError::Connect {
                 endpoints: vec![endpoint.to_owned()],
-                source: ConnectFailure::Transport(e),
+                source,
             })?;
         Ok(Admin::on_channel(channel, endpoint))
     }

@@ -18,8 +18,8 @@ use cairn_proto::ERROR_CODE_METADATA;
 
 use crate::admin::Admin;
 use crate::backoff::Backoff;
-use crate::endpoint;
-use crate::error::{ClientError, ConnectFailure};
+use crate::dial::Dialer;
+use crate::error::ClientError;
 use crate::pb;
 use crate::pb::kv_client::KvClient;
 use crate::routing::{self, Headed, Router};
@@ -42,6 +42,7 @@ pub struct ClientOptions {
     connect_timeout: Duration,
     retry_deadline: Duration,
     token: Option<String>,
+    tls: Option<Arc<cairn_tls::TlsContext>>,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +52,7 @@ impl Default for ClientOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retry_deadline: DEFAULT_RETRY_DEADLINE,
             token: None,
+            tls: None,
         }
     }
 }
@@ -74,6 +76,14 @@ impl ClientOptions {
     /// request made through the convenience methods and [`Client::request`].
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
+        self
+    }
+
+    /// Speak TLS to every node, verifying them with `tls`'s CA bundle and
+    /// presenting its certificate if it has one. Endpoints may then be
+    /// written `https://HOST:PORT`.
+    pub fn tls(mut self, tls: Arc<cairn_tls::TlsContext>) -> Self {
+        self.tls = Some(tls);
         self
     }
 }
@@ -135,6 +145,7 @@ struct Inner {
     retry_deadline: Duration,
     current: Mutex<Current>,
     router: Router,
+    dialer: Dialer,
     /// Per shard, the highest revision this client has seen in an answer:
     /// a `SERIALIZABLE` read asks for at least that much (`min_revision`),
     /// so a replica that lags (a paused old leader, a follower catching
@@ -189,14 +200,11 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
+        let dialer = Dialer::new(options.tls.clone());
         let targets = endpoints
             .iter()
             .map(|name| {
-                let uri = endpoint::normalize(name)?;
-                let endpoint = Endpoint::from_shared(uri)
-                    .map_err(|e| ClientError::InvalidEndpoint(format!("{name:?}: {e}")))?
-                    .connect_timeout(options.connect_timeout)
-                    .tcp_nodelay(true);
+                let endpoint = dialer.endpoint(name, options.connect_timeout)?;
                 Ok(SeedEndpoint {
                     name: name.trim().to_string(),
                     endpoint,
@@ -207,7 +215,10 @@ impl Client {
 
         let mut last_failure = None;
         for (index, target) in targets.iter().enumerate() {
-            match connect_one(&target.endpoint, options.connect_timeout).await {
+            match dialer
+                .connect(&target.endpoint, options.connect_timeout)
+                .await
+            {
                 Ok(channel) => {
                     let current = Current {
                         index,
@@ -220,7 +231,8 @@ impl Client {
                         connect_timeout: options.connect_timeout,
                         retry_deadline: options.retry_deadline,
                         current: Mutex::new(current),
-                        router: Router::new(options.connect_timeout),
+                        router: Router::new(options.connect_timeout, dialer.clone()),
+                        dialer: dialer.clone(),
                         seen: Mutex::new(HashMap::new()),
                     };
                     let client = Client {
@@ -671,7 +683,7 @@ impl Client {
             .inner
             .connect_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        let result = connect_one(&target.endpoint, timeout).await;
+        let result = self.inner.dialer.connect(&target.endpoint, timeout).await;
 
         let mut current = self.lock_current();
         if current.epoch != seen_epoch {
@@ -755,15 +767,6 @@ fn stub(channel: Channel) -> KvClient<Channel> {
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE)
         .accept_compressed(CompressionEncoding::Zstd)
-}
-
-/// Opens a channel to `endpoint`, giving up after `timeout`.
-async fn connect_one(endpoint: &Endpoint, timeout: Duration) -> Result<Channel, ConnectFailure> {
-    match tokio::time::timeout(timeout, endpoint.connect()).await {
-        Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(error)) => Err(ConnectFailure::Transport(error)),
-        Err(_elapsed) => Err(ConnectFailure::TimedOut(timeout)),
-    }
 }
 
 /// The `authorization` metadata value for `token`.

@@ -2,12 +2,13 @@
 
 use crate::error::ClientError;
 
-/// Turns `HOST:PORT` or `http://HOST:PORT` (an optional trailing `/` is
-/// tolerated) into the `http://HOST:PORT` URI that tonic expects.
+/// Turns `HOST:PORT`, `http://HOST:PORT` or `https://HOST:PORT` (an
+/// optional trailing `/` is tolerated) into the `http://HOST:PORT` URI that
+/// tonic expects (whether TLS is spoken is the client's TLS setting; the
+/// connector does the handshake).
 ///
 /// `HOST` may be a name, an IPv4 address or a bracketed IPv6 address
-/// (`[::1]:7000`). `https://` is rejected because TLS is not supported yet,
-/// and so is anything with a path, user info or a missing/invalid port: a
+/// (`[::1]:7000`). Anything with a path, user info or a missing/invalid port: a
 /// typo should fail loudly instead of connecting somewhere unexpected.
 pub(crate) fn normalize(endpoint: &str) -> Result<String, ClientError> {
     let invalid = |why: &str| ClientError::InvalidEndpoint(format!("{endpoint:?}: {why}"));
@@ -17,8 +18,7 @@ pub(crate) fn normalize(endpoint: &str) -> Result<String, ClientError> {
     }
     let authority = match trimmed.split_once("://") {
         None => trimmed,
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(invalid("TLS is not supported yet; use http://")),
+        Some(("http" | "https", rest)) => rest,
         Some((scheme, _)) => return Err(invalid(&format!("unsupported scheme {scheme:?}"))),
     };
     let authority = authority.strip_suffix('/').unwrap_or(authority);
@@ -77,7 +77,6 @@ mod tests {
             "node-1:70000",
             "node-1:http",
             "::1:7000",
-            "https://node-1:7000",
             "grpc://node-1:7000",
             "http://node-1:7000/kv",
             "user@node-1:7000",

@@ -23,6 +23,7 @@
 pub mod admin;
 mod backoff;
 mod client;
+mod dial;
 pub mod duration;
 mod endpoint;
 mod error;

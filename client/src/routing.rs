@@ -15,9 +15,8 @@ use std::time::Duration;
 use cairn_keyspace::{ShardCount, ShardId};
 use cairn_proto::admin::v1 as apb;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-use crate::endpoint;
 use crate::pb;
 
 /// A node that refused connections is skipped for this long.
@@ -44,6 +43,7 @@ struct Node {
 /// Routing state shared by all clones of a client.
 pub(crate) struct Router {
     connect_timeout: Duration,
+    dialer: crate::dial::Dialer,
     map: RwLock<Option<ShardMap>>,
     /// When the last refresh started (`None`: never), and whether the
     /// cluster answered at all (`false` once a node says it has no Admin
@@ -64,9 +64,10 @@ pub(crate) struct Route {
 }
 
 impl Router {
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    pub(crate) fn new(connect_timeout: Duration, dialer: crate::dial::Dialer) -> Self {
         Router {
             connect_timeout,
+            dialer,
             map: RwLock::new(None),
             refresh: Mutex::new(RefreshState {
                 last: None,
@@ -236,12 +237,8 @@ impl Router {
     /// A channel to `addr` that connects on first use (so an unreachable
     /// node costs nothing until a request is routed to it).
     fn lazy_channel(&self, addr: &str) -> Option<Channel> {
-        let uri = endpoint::normalize(addr).ok()?;
-        let endpoint = Endpoint::from_shared(uri)
-            .ok()?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
-        Some(endpoint.connect_lazy())
+        let endpoint = self.dialer.endpoint(addr, self.connect_timeout).ok()?;
+        Some(self.dialer.lazy(&endpoint))
     }
 }
 

@@ -231,7 +231,7 @@ async fn usage_errors_exit_2_without_contacting_a_server() {
         (
             &["--tls-ca", "ca.pem", "get", "k"],
             b"",
-            "error: TLS is not supported yet\n",
+            "error: TLS: reading ca.pem",
         ),
         (
             &["put", "k", "v", "--ttl", "5 parsecs"],

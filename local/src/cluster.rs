@@ -2,6 +2,8 @@
 //! bootstraps, the others join it; helpers wait for the shards to settle and
 //! read the cluster's own status through the admin API.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -24,6 +26,10 @@ pub struct ClusterSpec {
     /// Where each node runs (index `i` is node `i + 1`); empty: every node
     /// on loopback with free ports, the data in a temporary directory.
     pub hosts: Vec<NodeHost>,
+    /// Run with TLS everywhere: a CA made for the cluster issues every
+    /// node's certificate (SAN URI `cairn://cairn/node/<id>`) and an admin
+    /// client certificate; the files live in `<data>/tls`.
+    pub secure: bool,
 }
 
 /// Where one node of a [`LocalCluster`] runs: e.g. inside its own network
@@ -52,7 +58,66 @@ impl ClusterSpec {
                 "500".into(),
             ],
             hosts: Vec::new(),
+            secure: false,
         }
+    }
+
+    /// The same, with TLS on (see [`ClusterSpec::secure`]).
+    pub fn secure(mut self) -> Self {
+        self.secure = true;
+        self
+    }
+}
+
+/// The certificate authority of a secured local cluster.
+struct LocalCa {
+    authority: cairn_tls::authority::Authority,
+    dir: PathBuf,
+    client: Arc<cairn_tls::TlsContext>,
+}
+
+impl LocalCa {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        use cairn_tls::authority::{Authority, CertRequest};
+        std::fs::create_dir_all(dir)?;
+        let authority = Authority::new("cairn local CA")?;
+        let admin = authority.issue(&CertRequest::client("cairn admin", None, 365))?;
+        let paths = authority.write(dir, "admin", &admin)?;
+        let client = cairn_tls::TlsContext::load(paths, cairn_tls::TlsMetrics::new()?)?;
+        Ok(Self {
+            authority,
+            dir: dir.to_path_buf(),
+            client,
+        })
+    }
+
+    /// Issues node `id`'s certificate; returns its flags.
+    fn node_args(&self, id: u64) -> anyhow::Result<Vec<String>> {
+        use cairn_tls::authority::CertRequest;
+        let identity = cairn_tls::NodeIdentity {
+            cluster: "cairn".into(),
+            node_id: id,
+        };
+        let hosts = [
+            "127.0.0.1".to_string(),
+            "localhost".to_string(),
+            "::1".to_string(),
+        ];
+        let issued = self
+            .authority
+            .issue(&CertRequest::node(&identity, &hosts, 365))?;
+        let paths = self
+            .authority
+            .write(&self.dir, &format!("node{id}"), &issued)?;
+        let s = |p: &Path| p.display().to_string();
+        Ok(vec![
+            "--tls-ca".into(),
+            s(&paths.ca),
+            "--tls-cert".into(),
+            paths.cert.as_deref().map(s).unwrap_or_default(),
+            "--tls-key".into(),
+            paths.key.as_deref().map(s).unwrap_or_default(),
+        ])
     }
 }
 
@@ -61,19 +126,29 @@ pub struct LocalCluster {
     /// The nodes; index `i` is node id `i + 1`.
     pub nodes: Vec<NodeProcess>,
     spec: ClusterSpec,
+    ca: Option<LocalCa>,
     _dir: tempfile::TempDir,
 }
 
-/// An admin client for `node`.
+/// An admin client for `node` (plaintext, or TLS with `tls`).
+pub async fn admin_with(
+    node: &NodeProcess,
+    tls: Option<&Arc<cairn_tls::TlsContext>>,
+) -> anyhow::Result<Admin> {
+    let mut options = AdminOptions::default()
+        .connect_timeout(Duration::from_secs(2))
+        .call_timeout(Duration::from_secs(10));
+    if let Some(tls) = tls {
+        options = options.tls(tls.clone());
+    }
+    Admin::connect(&node.grpc.to_string(), options)
+        .await
+        .with_context(|| format!("connecting to {}", node.grpc))
+}
+
+/// A plaintext admin client for `node`.
 pub async fn admin(node: &NodeProcess) -> anyhow::Result<Admin> {
-    Admin::connect(
-        &node.grpc.to_string(),
-        AdminOptions::default()
-            .connect_timeout(Duration::from_secs(2))
-            .call_timeout(Duration::from_secs(10)),
-    )
-    .await
-    .with_context(|| format!("connecting to {}", node.grpc))
+    admin_with(node, None).await
 }
 
 impl LocalCluster {
@@ -82,9 +157,19 @@ impl LocalCluster {
     /// is balanced.
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
+        let ca = if spec.secure {
+            let tls_dir = match spec.hosts.first() {
+                Some(h) => h.data_dir.parent().unwrap_or(dir.path()).join("tls"),
+                None => dir.path().join("tls"),
+            };
+            Some(LocalCa::new(&tls_dir)?)
+        } else {
+            None
+        };
         let mut cluster = Self {
             nodes: Vec::with_capacity(spec.nodes),
             spec,
+            ca,
             _dir: dir,
         };
         for _ in 0..cluster.spec.nodes {
@@ -110,7 +195,7 @@ impl LocalCluster {
                 .iter()
                 .find(|n| n.is_running())
                 .context("no node is running")?;
-            let r = admin(node).await?.rebalance_status(None).await?;
+            let r = self.admin(node).await?.rebalance_status(None).await?;
             if r.moves_remaining == 0 && r.shards_without_leader == 0 {
                 return Ok(settled);
             }
@@ -145,6 +230,9 @@ impl LocalCluster {
             args.extend(["--join".into(), self.nodes[0].grpc.to_string()]);
         }
         args.extend(self.spec.args.iter().cloned());
+        if let Some(ca) = &self.ca {
+            args.extend(ca.node_args(i as u64)?);
+        }
         let node = match self.spec.hosts.get(i - 1) {
             Some(host) => NodeProcess::start_at(
                 NodeSpec {
@@ -165,6 +253,22 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// The client TLS settings of a secured cluster (its CA and an admin
+    /// client certificate); `None` without TLS.
+    pub fn client_tls(&self) -> Option<Arc<cairn_tls::TlsContext>> {
+        self.ca.as_ref().map(|c| c.client.clone())
+    }
+
+    /// Where a secured cluster's CA bundle and admin certificate are.
+    pub fn tls_dir(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|c| c.dir.as_path())
+    }
+
+    /// An admin client for `node`, over TLS when the cluster is secured.
+    pub async fn admin(&self, node: &NodeProcess) -> anyhow::Result<Admin> {
+        admin_with(node, self.client_tls().as_ref()).await
+    }
+
     /// gRPC endpoints (`http://…`) of every node.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(NodeProcess::grpc_url).collect()
@@ -174,7 +278,7 @@ impl LocalCluster {
     pub async fn status(&self) -> anyhow::Result<apb::ClusterStatusResponse> {
         let mut last = None;
         for n in self.nodes.iter().filter(|n| n.is_running()) {
-            match admin(n).await {
+            match self.admin(n).await {
                 Ok(mut c) => match c.cluster_status().await {
                     Ok(r) => return Ok(r),
                     Err(e) => last = Some(anyhow::anyhow!("node at {}: {e}", n.grpc)),

@@ -38,9 +38,17 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
-    /// CA certificate for TLS (not supported yet).
-    #[arg(long, global = true, value_name = "F")]
+    /// Trusted CA bundle (PEM): speak TLS to the nodes and verify them.
+    #[arg(long, global = true, value_name = "F", env = "CAIRN_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) to present, with --tls-key.
+    #[arg(long, global = true, value_name = "F", env = "CAIRN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "F", env = "CAIRN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 
     /// Print results as one JSON object on stdout.
     #[arg(long, global = true)]

@@ -45,9 +45,30 @@ enum Plan {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if cli.tls_ca.is_some() {
-        return Err(UsageError::new("TLS is not supported yet".to_string()).into());
-    }
+    let tls = match (
+        cli.tls_ca.clone(),
+        cli.tls_cert.is_some() || cli.tls_key.is_some(),
+    ) {
+        (None, false) => None,
+        (None, true) => {
+            let why =
+                "--tls-cert and --tls-key need --tls-ca (the CA bundle that verifies the nodes)";
+            return Err(UsageError::new(why.to_string()).into());
+        }
+        (Some(ca), _) => {
+            let paths = cairn_tls::TlsPaths {
+                ca,
+                cert: cli.tls_cert.clone(),
+                key: cli.tls_key.clone(),
+                crl: None,
+            };
+            let metrics = cairn_tls::TlsMetrics::new().context("TLS metrics")?;
+            Some(
+                cairn_tls::TlsContext::load(paths, metrics)
+                    .map_err(|e| UsageError::new(format!("TLS: {e}")))?,
+            )
+        }
+    };
     // Inputs are checked before any connection, so a usage error never
     // depends on a server.
     let plan = match cli.command {
@@ -69,6 +90,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Err(UsageError::new(why.to_string()).into());
     }
     let mut options = ClientOptions::default();
+    if let Some(tls) = tls {
+        options = options.tls(tls);
+    }
     if let Some(token) = cli.token.filter(|t| !t.is_empty()) {
         options = options.token(token);
     }

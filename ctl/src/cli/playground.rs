@@ -71,6 +71,7 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
         // Production defaults: the playground shows Cairn as it runs.
         args: Vec::new(),
         hosts,
+        secure: false,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

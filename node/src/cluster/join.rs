@@ -37,15 +37,19 @@ const DISCOVER_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An admin connection to the member at `addr`, for discovery and join.
-async fn admin_client(addr: &str) -> Result<Admin, String> {
-    Admin::connect(
-        addr,
-        AdminOptions::default()
-            .connect_timeout(Duration::from_secs(2))
-            .call_timeout(Duration::from_secs(30)),
-    )
-    .await
-    .map_err(|e| format!("{addr}: {e}"))
+async fn admin_client(
+    addr: &str,
+    tls: Option<&Arc<cairn_tls::TlsContext>>,
+) -> Result<Admin, String> {
+    let mut options = AdminOptions::default()
+        .connect_timeout(Duration::from_secs(2))
+        .call_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        options = options.tls(tls.clone());
+    }
+    Admin::connect(addr, options)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))
 }
 
 /// Learns the cluster's identity from any of `seeds` (other than this
@@ -55,6 +59,7 @@ async fn admin_client(addr: &str) -> Result<Admin, String> {
 pub(crate) async fn discover(
     seeds: &[String],
     me: SocketAddr,
+    tls: Option<&Arc<cairn_tls::TlsContext>>,
 ) -> Result<cairn_proto::admin::v1::ClusterInfo, ClusterError> {
     use futures::stream::{FuturesUnordered, StreamExt as _};
     let deadline = tokio::time::Instant::now() + DISCOVER_TIMEOUT;
@@ -65,7 +70,7 @@ pub(crate) async fn discover(
             .into_iter()
             .map(|seed| async move {
                 let ask = async {
-                    let mut c = admin_client(&seed).await?;
+                    let mut c = admin_client(&seed, tls).await?;
                     c.get_cluster().await.map_err(|e| format!("{seed}: {e}"))
                 };
                 tokio::time::timeout(DISCOVER_ATTEMPT_TIMEOUT, ask)
@@ -116,7 +121,7 @@ pub(crate) async fn join_until_admitted(
     let mut pause = Duration::from_millis(200);
     loop {
         for seed in seeds::remote_seeds(&seeds, bound).await {
-            let result = match admin_client(&seed).await {
+            let result = match admin_client(&seed, cluster.options().tls.as_ref()).await {
                 Ok(mut c) => {
                     match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, c.join(req.clone())).await {
                         Ok(Ok(r)) => Ok(r),

@@ -191,6 +191,9 @@ pub struct ClusterOptions {
     /// Where proposals, reads, snapshot installs and the balancer are
     /// counted.
     pub metrics: crate::metrics::ClusterMetrics,
+    /// TLS for connections to peers (and the identity the peer API
+    /// demands), when on.
+    pub tls: Option<Arc<cairn_tls::TlsContext>>,
 }
 
 /// Why a cluster operation failed.
@@ -334,7 +337,7 @@ impl Cluster {
         opts: ClusterOptions,
     ) -> Result<Arc<Self>, ClusterError> {
         let config = Arc::new(opts.tuning.config()?);
-        let peers = Peers::batched(opts.rebalance.rate_bytes_per_sec);
+        let peers = Peers::batched(opts.rebalance.rate_bytes_per_sec).with_tls(opts.tls.clone());
         let log_writer = LogWriter::start(engine.clone()).map_err(|e| {
             ClusterError::Storage(Arc::new(StorageError::Io {
                 context: "starting the raft log writer thread".into(),

@@ -70,6 +70,88 @@ pub struct Config {
     pub raft: RaftTuning,
     /// How fast replicas move (cluster members).
     pub rebalance: RebalanceTuning,
+    /// TLS for the gRPC (client and peer) and HTTP listeners.
+    pub tls: TlsSettings,
+}
+
+/// TLS settings (`[tls]` in the config file). Setting `ca`, `cert` and
+/// `key` turns TLS on for the gRPC and HTTP listeners and for every
+/// connection to peers; the peer API then accepts only certificates naming
+/// a node of `cluster-name` (SAN URI `cairn://<cluster-name>/node/<id>`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Trusted CA bundle (PEM, one or more certificates).
+    pub ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM, leaf first).
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Certificate revocation lists (PEM), optional.
+    pub crl: Option<PathBuf>,
+    /// The cluster name node certificates carry (default `cairn`).
+    pub cluster_name: String,
+    /// How often the files are re-read, in milliseconds (default 10000);
+    /// SIGHUP re-reads them at once.
+    pub reload_interval_ms: u64,
+    /// Close client HTTP/2 connections after this many milliseconds so they
+    /// re-handshake with current material (0, the default: never).
+    pub max_connection_age_ms: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            cert: None,
+            key: None,
+            crl: None,
+            cluster_name: "cairn".into(),
+            reload_interval_ms: 10_000,
+            max_connection_age_ms: 0,
+        }
+    }
+}
+
+impl TlsSettings {
+    /// The files to load, when TLS is on.
+    pub fn paths(&self) -> Option<cairn_tls::TlsPaths> {
+        Some(cairn_tls::TlsPaths {
+            ca: self.ca.clone()?,
+            cert: Some(self.cert.clone()?),
+            key: Some(self.key.clone()?),
+            crl: self.crl.clone(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let set = [&self.ca, &self.cert, &self.key]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if set != 0 && set != 3 {
+            return Err(ConfigError::Invalid(
+                "tls needs ca, cert and key together (tls-ca, tls-cert, tls-key)".into(),
+            ));
+        }
+        if set == 0 && self.crl.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls-crl without tls-ca, tls-cert and tls-key".into(),
+            ));
+        }
+        if self.cluster_name.is_empty() || self.cluster_name.contains(['/', ' ']) {
+            return Err(ConfigError::Invalid(format!(
+                "tls cluster-name {:?} must be non-empty, without '/' or spaces",
+                self.cluster_name
+            )));
+        }
+        if self.reload_interval_ms < 100 {
+            return Err(ConfigError::Invalid(
+                "tls reload-interval-ms must be at least 100".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for Config {
@@ -100,6 +182,7 @@ impl Default for Config {
             limits: Limits::default(),
             raft: RaftTuning::default(),
             rebalance: RebalanceTuning::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -199,6 +282,27 @@ pub struct Cli {
     /// quorum round per read batch, no clock assumption).
     #[arg(long, env = "CAIRN_READ_MODE")]
     pub read_mode: Option<crate::cluster::ReadMode>,
+    /// Trusted CA bundle (PEM); with --tls-cert and --tls-key turns TLS on.
+    #[arg(long, env = "CAIRN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// This node's certificate chain (PEM).
+    #[arg(long, env = "CAIRN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long, env = "CAIRN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificate revocation lists (PEM).
+    #[arg(long, env = "CAIRN_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
+    /// The cluster name in node certificates' SAN URI cairn://NAME/node/ID.
+    #[arg(long, env = "CAIRN_TLS_CLUSTER_NAME")]
+    pub tls_cluster_name: Option<String>,
+    /// How often TLS files are re-read, in milliseconds.
+    #[arg(long, env = "CAIRN_TLS_RELOAD_INTERVAL_MS")]
+    pub tls_reload_interval_ms: Option<u64>,
+    /// Close client connections after this many milliseconds (0: never).
+    #[arg(long, env = "CAIRN_TLS_MAX_CONNECTION_AGE_MS")]
+    pub tls_max_connection_age_ms: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -310,6 +414,25 @@ impl Config {
         if let Some(v) = cli.read_mode {
             c.raft.read_mode = v;
         }
+        for (dst, src) in [
+            (&mut c.tls.ca, cli.tls_ca),
+            (&mut c.tls.cert, cli.tls_cert),
+            (&mut c.tls.key, cli.tls_key),
+            (&mut c.tls.crl, cli.tls_crl),
+        ] {
+            if src.is_some() {
+                *dst = src;
+            }
+        }
+        if let Some(v) = cli.tls_cluster_name {
+            c.tls.cluster_name = v;
+        }
+        if let Some(v) = cli.tls_reload_interval_ms {
+            c.tls.reload_interval_ms = v;
+        }
+        if let Some(v) = cli.tls_max_connection_age_ms {
+            c.tls.max_connection_age_ms = v;
+        }
         c.bootstrap |= cli.bootstrap;
         c.validate()?;
         Ok(c)
@@ -321,6 +444,7 @@ impl Config {
     /// [`ConfigError::Invalid`] naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::partition::ShardCount::new(self.shards).map_err(ConfigError::Invalid)?;
+        self.tls.validate()?;
         if self.node_id == 0 {
             return Err(ConfigError::Invalid("node-id must be at least 1".into()));
         }

@@ -48,6 +48,9 @@ pub enum ServerError {
         /// The error.
         source: std::io::Error,
     },
+    /// The TLS material could not be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] cairn_tls::TlsError),
     /// The cluster could not be formed or joined.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -104,6 +107,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let grpc_addr = local(&grpc_l, "gRPC", config.grpc_addr)?;
     let http_addr = local(&http_l, "HTTP", config.http_addr)?;
     let metrics_addr = local(&metrics_l, "metrics", config.metrics_addr)?;
+    let tls = match config.tls.paths() {
+        None => None,
+        Some(paths) => {
+            let m = cairn_tls::TlsMetrics::new()
+                .and_then(|m| m.register(&metrics.registry).map(|()| m))
+                .map_err(|e| ServerError::Setup(format!("TLS metrics: {e}")))?;
+            Some(cairn_tls::TlsContext::load(paths, m)?)
+        }
+    };
 
     let mut opts = StoreOptions {
         engine: EngineOptions {
@@ -156,11 +168,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 id
             }
             StoredRole::New => {
-                let info = join::discover(&config.join, grpc_addr).await?;
+                let info = join::discover(&config.join, grpc_addr, tls.as_ref()).await?;
                 opts.shards = ShardCount::new(info.shards).map_err(ConfigError::Invalid)?;
                 info.cluster_id
             }
         };
+        if let Some(tls) = &tls {
+            check_node_identity(tls, &config)?;
+        }
         let addr = listener::advertised_grpc(grpc_addr, config.advertise_addr.as_deref())?;
         let copts = ClusterOptions {
             node_id: config.node_id,
@@ -172,6 +187,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             rebalance: config.rebalance,
             tuning: config.raft,
             metrics: metrics.cluster.clone(),
+            tls: tls.clone(),
         };
         let (store, cluster) =
             KvStore::open_member(engine, opts, clock.clone(), copts, &cluster_id).await?;
@@ -234,39 +250,79 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let admin = admin_service.clone().map(AdminGrpc::into_server);
     let transport = cluster.as_ref().map(|c| {
         RaftTransportService::shared(c.clone() as Arc<dyn crate::raft::network::GroupHost>)
-            .into_server(c.node_id())
+            .into_server_for(
+                c.node_id(),
+                tls.as_ref().map(|_| config.tls.cluster_name.as_str()),
+            )
     });
     let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
     // Nagle off: without it every small response waits for the client's
     // delayed ACK (~40 ms per request). Keepalive finds dead peers.
-    let grpc_incoming = tonic::transport::server::TcpIncoming::from(grpc_l)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(30)));
     let grpc_stop = wait_stop(stop_rx.clone());
     let health_on_stop = health.clone();
-    servers.push((
-        "gRPC",
-        tokio::spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(health_service)
-                .add_service(reflection)
-                .add_service(reflection_v1alpha)
-                .add_service(kv)
-                .add_optional_service(admin)
-                .add_optional_service(transport)
-                .serve_with_incoming_shutdown(grpc_incoming, async move {
-                    grpc_stop.await;
-                    health_on_stop
-                        .set_not_serving::<cairn_proto::kv::v1::kv_server::KvServer<KvGrpc>>()
-                        .await;
-                })
-                .await
-                .map_err(|e| e.to_string())
-        }),
-    ));
+    let mut builder = tonic::transport::Server::builder();
+    if config.tls.max_connection_age_ms > 0 {
+        builder =
+            builder.max_connection_age(Duration::from_millis(config.tls.max_connection_age_ms));
+    }
+    let grpc_router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_v1alpha)
+        .add_service(kv)
+        .add_optional_service(admin)
+        .add_optional_service(transport);
+    let grpc_shutdown = async move {
+        grpc_stop.await;
+        health_on_stop
+            .set_not_serving::<cairn_proto::kv::v1::kv_server::KvServer<KvGrpc>>()
+            .await;
+    };
+    let grpc_server = match &tls {
+        None => {
+            // Nagle off: without it every small response waits for the
+            // client's delayed ACK (~40 ms per request). Keepalive finds
+            // dead peers.
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_l)
+                .with_nodelay(Some(true))
+                .with_keepalive(Some(Duration::from_secs(30)));
+            tokio::spawn(async move {
+                grpc_router
+                    .serve_with_incoming_shutdown(incoming, grpc_shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        Some(tls) => {
+            let incoming = tls.incoming(grpc_l, cairn_tls::Alpn::H2);
+            tokio::spawn(async move {
+                grpc_router
+                    .serve_with_incoming_shutdown(incoming, grpc_shutdown)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    };
+    servers.push(("gRPC", grpc_server));
 
     let http_router = crate::api::http::router(store.clone(), metrics.clone());
-    servers.push(("HTTP", serve_http(http_l, http_router, stop_rx.clone())));
+    let http_server = match &tls {
+        None => serve_http(http_l, http_router, stop_rx.clone()),
+        Some(tls) => {
+            let listener = HttpsListener {
+                local: http_addr,
+                incoming: tls.incoming(http_l, cairn_tls::Alpn::Http1),
+            };
+            let stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, http_router)
+                    .with_graceful_shutdown(wait_stop(stop))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+    };
+    servers.push(("HTTP", http_server));
     let ops_router = ops_router(metrics.clone(), ready.clone());
     servers.push((
         "metrics",
@@ -282,6 +338,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             stop_rx.clone(),
         )),
     )];
+    if let Some(tls) = &tls {
+        background.push((
+            "tls reload",
+            tls.spawn_watcher(
+                Duration::from_millis(config.tls.reload_interval_ms),
+                wait_stop(stop_rx.clone()),
+            ),
+        ));
+    }
     if let Some(c) = &cluster {
         if let Some(record) = &new_cluster {
             c.bootstrap(record, clock.now_ms()).await?;
@@ -372,6 +437,56 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         servers,
         background,
     })
+}
+
+/// A cluster member's certificate must name it: `cairn://<cluster-name>/node/<node-id>`.
+/// Peers refuse anything else, so a wrong certificate is an error at start,
+/// not a node that cannot talk to anyone.
+fn check_node_identity(tls: &cairn_tls::TlsContext, config: &Config) -> Result<(), ServerError> {
+    let want = cairn_tls::NodeIdentity {
+        cluster: config.tls.cluster_name.clone(),
+        node_id: config.node_id,
+    };
+    let has = tls.bundle().identity.and_then(|i| i.node());
+    if has.as_ref() == Some(&want) {
+        return Ok(());
+    }
+    let path = tls
+        .paths()
+        .cert
+        .as_ref()
+        .map_or_else(String::new, |p| p.display().to_string());
+    Err(ConfigError::Invalid(format!(
+        "the certificate {path} names {} but this node is {want}: peers would refuse it (issue it with the SAN URI {want}, or fix node-id / tls cluster-name)",
+        has.map_or_else(|| "no node".to_string(), |h| h.uri())
+    ))
+    .into())
+}
+
+/// The HTTP gateway's connections over TLS, for axum.
+struct HttpsListener {
+    local: SocketAddr,
+    incoming: cairn_tls::TlsIncoming,
+}
+
+impl axum::serve::Listener for HttpsListener {
+    type Io = cairn_tls::TlsConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.incoming.next().await {
+            Some(conn) => {
+                let addr = conn.info().remote.unwrap_or(self.local);
+                (conn, addr)
+            }
+            // The accept task ended (its listener failed): serve nothing more.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 fn serve_http(

@@ -49,6 +49,19 @@ pub async fn connect(endpoint: &str) -> Kv {
         .max_encoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
 }
 
+/// A KV client for `endpoint` over TLS with `tls`.
+pub async fn connect_tls(endpoint: &str, tls: &std::sync::Arc<cairn_tls::TlsContext>) -> Kv {
+    let ch = Channel::from_shared(endpoint.to_string())
+        .expect("endpoint URL")
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tls.connector())
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {endpoint} over TLS: {e}"));
+    KvClient::new(ch)
+        .max_decoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
+}
+
 /// Runs every check of the suite against the gRPC endpoint `endpoint`.
 pub async fn run_all(endpoint: &str) {
     let left_out = run_all_with(connect(endpoint).await).await;

@@ -53,6 +53,7 @@ pub struct Peers {
     batchers: Arc<Mutex<HashMap<u64, Batcher>>>,
     batching: bool,
     snapshot_throttle: Arc<super::throttle::Throttle>,
+    tls: Option<Arc<cairn_tls::TlsContext>>,
 }
 
 /// Most messages in one batch.
@@ -81,6 +82,13 @@ impl Peers {
             snapshot_throttle: Arc::new(super::throttle::Throttle::new(snapshot_bytes_per_sec)),
             ..Self::default()
         }
+    }
+
+    /// Dial peers over TLS with `tls` (this node's certificate is its
+    /// identity to them); plaintext when `None`.
+    pub fn with_tls(mut self, tls: Option<Arc<cairn_tls::TlsContext>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Snapshot bytes this node has sent to other nodes since it started.
@@ -132,11 +140,14 @@ impl Peers {
         let ch = match map.get(&id) {
             Some((known, ch)) if known == addr => ch.clone(),
             _ => {
-                let ch = Channel::from_shared(format!("http://{addr}"))
+                let endpoint = Channel::from_shared(format!("http://{addr}"))
                     .map_err(|e| format!("bad peer address {addr:?}: {e}"))?
                     .connect_timeout(std::time::Duration::from_secs(2))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
+                    .tcp_nodelay(true);
+                let ch = match &self.tls {
+                    None => endpoint.connect_lazy(),
+                    Some(tls) => endpoint.connect_with_connector_lazy(tls.connector()),
+                };
                 map.insert(id, (addr.to_string(), ch.clone()));
                 ch
             }
@@ -170,20 +181,65 @@ impl Interceptor for AddressedTo {
 }
 
 /// The server end of [`ADDRESSED_TO`]: lets through requests for this node
-/// (or naming none) and refuses the rest with `FAILED_PRECONDITION`.
-#[derive(Debug, Clone, Copy)]
-pub struct OnlyFor(pub u64);
+/// (or naming none) and refuses the rest with `FAILED_PRECONDITION`. With
+/// TLS on (`cluster` set) it also lets through only connections whose
+/// certificate names a node of `cluster` (`UNAUTHENTICATED` without a
+/// certificate, `PERMISSION_DENIED` for any other), and records that node
+/// as [`PeerNode`] for the handlers to match against the sender a message
+/// claims.
+#[derive(Debug, Clone)]
+pub struct OnlyFor {
+    node: u64,
+    cluster: Option<Arc<str>>,
+}
+
+impl OnlyFor {
+    /// The gate of node `node`; `cluster` is the name node certificates
+    /// must carry, `None` without TLS.
+    pub fn new(node: u64, cluster: Option<&str>) -> Self {
+        Self {
+            node,
+            cluster: cluster.map(Arc::from),
+        }
+    }
+}
+
+/// The node a peer connection's certificate proved it is (TLS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerNode(pub u64);
 
 impl Interceptor for OnlyFor {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(cluster) = &self.cluster {
+            let presented = request
+                .extensions()
+                .get::<cairn_tls::ConnInfo>()
+                .and_then(|i| i.identity.clone());
+            let Some(presented) = presented else {
+                return Err(Status::unauthenticated(
+                    "the peer API needs a node certificate (mutual TLS); none was presented",
+                ));
+            };
+            match presented.node() {
+                Some(n) if *n.cluster == **cluster => {
+                    request.extensions_mut().insert(PeerNode(n.node_id));
+                }
+                _ => {
+                    return Err(Status::permission_denied(format!(
+                        "the peer API accepts only node certificates of cluster {cluster:?} (SAN URI cairn://{cluster}/node/ID); this connection presented {}",
+                        presented.describe()
+                    )));
+                }
+            }
+        }
         let Some(value) = request.metadata().get(ADDRESSED_TO) else {
             return Ok(request);
         };
         match value.to_str().ok().and_then(|v| v.parse::<u64>().ok()) {
-            Some(id) if id == self.0 => Ok(request),
+            Some(id) if id == self.node => Ok(request),
             Some(id) => Err(Status::failed_precondition(format!(
                 "message for node {id} reached node {}: that address now belongs to another node",
-                self.0
+                self.node
             ))),
             None => Err(Status::invalid_argument(format!(
                 "{ADDRESSED_TO} metadata is not a node id"
@@ -468,13 +524,13 @@ mod tests {
 
     #[test]
     fn a_node_answers_only_messages_addressed_to_it() {
-        assert!(OnlyFor(6).call(stamped(6)).is_ok());
-        let refused = OnlyFor(6)
+        assert!(OnlyFor::new(6, None).call(stamped(6)).is_ok());
+        let refused = OnlyFor::new(6, None)
             .call(stamped(5))
             .expect_err("addressed to node 5");
         assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
         assert!(refused.message().contains("node 5") && refused.message().contains("node 6"));
         // Peers that name no target (older nodes) are still served.
-        assert!(OnlyFor(6).call(Request::new(())).is_ok());
+        assert!(OnlyFor::new(6, None).call(Request::new(())).is_ok());
     }
 }

@@ -12,7 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument as _;
 
-use super::{OnlyFor, RemoteError, ShardRaftHandle};
+use super::{OnlyFor, PeerNode, RemoteError, ShardRaftHandle};
 use crate::partition::ShardId;
 use crate::raft::log_store::{decode, encode};
 use crate::raft::snapshot;
@@ -161,17 +161,28 @@ impl RaftTransportService {
         Self { host }
     }
 
-    /// The tonic service of node `me`: it refuses messages addressed to
-    /// any other node id.
+    /// The tonic service of node `me`, without TLS: it refuses messages
+    /// addressed to any other node id.
     pub fn into_server(
         self,
         me: u64,
+    ) -> InterceptedService<rpb::raft_transport_server::RaftTransportServer<Self>, OnlyFor> {
+        self.into_server_for(me, None)
+    }
+
+    /// The tonic service of node `me`; with `cluster` (TLS on) it serves
+    /// only connections presenting a node certificate of that cluster, and
+    /// only messages whose claimed sender is that node.
+    pub fn into_server_for(
+        self,
+        me: u64,
+        cluster: Option<&str>,
     ) -> InterceptedService<rpb::raft_transport_server::RaftTransportServer<Self>, OnlyFor> {
         InterceptedService::new(
             rpb::raft_transport_server::RaftTransportServer::new(self)
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
-            OnlyFor(me),
+            OnlyFor::new(me, cluster),
         )
     }
 
@@ -188,6 +199,8 @@ impl RaftTransportService {
     async fn call<Req, Resp, E, Fut>(
         &self,
         m: rpb::RaftMessage,
+        peer: Option<PeerNode>,
+        sender: impl FnOnce(&Req) -> u64 + Send,
         rpc: impl FnOnce(ShardRaftHandle, Req) -> Fut + Send,
     ) -> Result<Response<rpb::RaftMessage>, Status>
     where
@@ -197,7 +210,9 @@ impl RaftTransportService {
         Fut: std::future::Future<Output = Result<Resp, E>> + Send,
     {
         let raft = self.group(m.shard).await?;
-        let r = rpc(raft, request(&m)?).await.map_err(|e| e.to_string());
+        let req: Req = request(&m)?;
+        check_sender(peer, sender(&req))?;
+        let r = rpc(raft, req).await.map_err(|e| e.to_string());
         reply(m.shard, &r)
     }
 }
@@ -211,6 +226,18 @@ fn peer_span<T>(method: &'static str, req: &Request<T>) -> tracing::Span {
     );
     crate::telemetry::continue_remote(&span, req.metadata());
     span
+}
+
+/// A message claiming to come from `claimed` must arrive on that node's
+/// own connection (when TLS proved who is on the other end): a member must
+/// not vote, append or send snapshots in another member's name.
+fn check_sender(peer: Option<PeerNode>, claimed: u64) -> Result<(), Status> {
+    match peer {
+        Some(PeerNode(id)) if id != claimed => Err(Status::permission_denied(format!(
+            "a message claiming to come from node {claimed} arrived on a connection of node {id}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn reply<T: Serialize, E: Serialize>(
@@ -232,9 +259,13 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
-        self.call(req.into_inner(), |raft, rpc| async move {
-            raft.append_entries(rpc).await
-        })
+        let peer = req.extensions().get::<PeerNode>().copied();
+        self.call(
+            req.into_inner(),
+            peer,
+            |r: &openraft::raft::AppendEntriesRequest<ShardRaft>| r.vote.leader_id().node_id,
+            |raft, rpc| async move { raft.append_entries(rpc).await },
+        )
         .await
     }
 
@@ -242,18 +273,25 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let peer = req.extensions().get::<PeerNode>().copied();
         let m = req.into_inner();
         if let Some(why) = self.host.vote_refusal(m.shard).await {
             return Err(Status::failed_precondition(why));
         }
-        self.call(m, |raft, rpc| async move { raft.vote(rpc).await })
-            .await
+        self.call(
+            m,
+            peer,
+            |r: &openraft::raft::VoteRequest<ShardRaft>| r.vote.leader_id().node_id,
+            |raft, rpc| async move { raft.vote(rpc).await },
+        )
+        .await
     }
 
     async fn install_snapshot_stream(
         &self,
         req: Request<Streaming<rpb::SnapshotChunk>>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
+        let peer = req.extensions().get::<PeerNode>().copied();
         let mut chunks = req.into_inner();
         let first = chunks
             .message()
@@ -271,6 +309,10 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         let (vote, snapshot) = snapshot::receive(staging.clone(), first, chunks)
             .await
             .inspect_err(|e| tracing::warn!(shard, error = %e, "refused a snapshot"))?;
+        if let Err(e) = check_sender(peer, vote.leader_id().node_id) {
+            snapshot::discard(staging).await;
+            return Err(e);
+        }
         let r = raft
             .install_full_snapshot(vote, snapshot)
             .await
@@ -284,10 +326,13 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftBatch>,
     ) -> Result<Response<rpb::RaftBatch>, Status> {
+        let peer = req.extensions().get::<PeerNode>().copied();
         let batch = req.into_inner();
         let answers = batch.messages.into_iter().map(|m| async move {
+            let decoded = request::<openraft::raft::AppendEntriesRequest<ShardRaft>>(&m)
+                .and_then(|rpc| check_sender(peer, rpc.vote.leader_id().node_id).map(|()| rpc));
             let r: Result<AppendEntriesResponse<ShardRaft>, String> =
-                match (self.group(m.shard).await, request(&m)) {
+                match (self.group(m.shard).await, decoded) {
                     (Ok(raft), Ok(rpc)) => {
                         raft.append_entries(rpc).await.map_err(|e| e.to_string())
                     }
@@ -307,9 +352,15 @@ impl rpb::raft_transport_server::RaftTransport for RaftTransportService {
         &self,
         req: Request<rpb::RaftMessage>,
     ) -> Result<Response<rpb::RaftMessage>, Status> {
-        self.call(req.into_inner(), |raft, rpc| async move {
-            raft.handle_transfer_leader(rpc).await
-        })
+        let peer = req.extensions().get::<PeerNode>().copied();
+        self.call(
+            req.into_inner(),
+            peer,
+            |r: &openraft::raft::TransferLeaderRequest<ShardRaft>| {
+                r.from_leader().leader_id().node_id
+            },
+            |raft, rpc| async move { raft.handle_transfer_leader(rpc).await },
+        )
         .await
     }
 
