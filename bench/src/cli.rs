@@ -55,6 +55,9 @@ pub struct Args {
     /// Serializable (local, possibly stale) reads instead of linearizable (cairn, cairn-http, etcd).
     #[arg(long)]
     pub serializable: bool,
+    /// Speak TLS to Cairn (`cairn` target), trusting this CA bundle (PEM).
+    #[arg(long, value_name = "F")]
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -167,6 +170,7 @@ impl Args {
                 clients_per_connection: self.clients_per_connection,
                 serializable: self.serializable,
                 op_timeout: self.op_timeout,
+                tls_ca: self.tls_ca.clone(),
             },
             workload,
             distribution: self.distribution.unwrap_or(workload.default_distribution),

@@ -36,11 +36,16 @@ fn rand_u16() -> u16 {
 
 /// Starts the playground and waits (up to 4 minutes) for its ready line.
 async fn start(data_dir: &Path, base: u16) -> Child {
+    start_with(data_dir, base, &[]).await
+}
+
+async fn start_with(data_dir: &Path, base: u16, extra: &[&str]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairnctl"))
         .args(["playground", "--nodes", "3", "--shards", "8", "--base-port"])
         .arg(base.to_string())
         .arg("--data-dir")
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -122,5 +127,35 @@ async fn playground_serves_stops_cleanly_and_resumes_its_data() {
     assert!(got.status.success(), "{got:?}");
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim_end(), "hello");
     let exit = stop(second).await;
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secure_playground_serves_only_tls_clients() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("playground");
+    let base = free_base_port();
+    let endpoint = format!("127.0.0.1:{base}");
+    let child = start_with(&data, base, &["--secure"]).await;
+    let tls = data.join("tls");
+    let f = |name: &str| tls.join(name).display().to_string();
+    let (ca, cert, key) = (f("ca.pem"), f("admin.pem"), f("admin.key"));
+    let flags = ["--tls-ca", &ca, "--tls-cert", &cert, "--tls-key", &key];
+    let mut put = flags.to_vec();
+    put.extend(["put", "greeting", "hello"]);
+    let out = cairnctl(&endpoint, &put).await;
+    assert!(out.status.success(), "{out:?}");
+    let mut get = flags.to_vec();
+    get.extend(["get", "greeting"]);
+    let out = cairnctl(&endpoint, &get).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), "hello");
+    // Without TLS settings the same command fails.
+    let out = cairnctl(&endpoint, &["get", "greeting"]).await;
+    assert!(
+        !out.status.success(),
+        "a plaintext client was served: {out:?}"
+    );
+    let exit = stop(child).await;
     assert!(exit.success(), "{exit:?}");
 }

@@ -24,17 +24,31 @@ pub struct CairnTarget {
 impl CairnTarget {
     /// Opens `options.connections()` connections.
     pub async fn connect(options: &TargetOptions) -> anyhow::Result<Self> {
+        let tls = match &options.tls_ca {
+            None => None,
+            Some(ca) => Some(cairn_tls::TlsContext::load(
+                cairn_tls::TlsPaths {
+                    ca: ca.clone(),
+                    cert: None,
+                    key: None,
+                    crl: None,
+                },
+                cairn_tls::TlsMetrics::new()?,
+            )?),
+        };
         let mut channels = Vec::new();
         for i in 0..options.connections() {
             let ep = options.endpoint(i);
-            let channel = Endpoint::from_shared(format!("http://{ep}"))
+            let endpoint = Endpoint::from_shared(format!("http://{ep}"))
                 .with_context(|| format!("bad endpoint {ep:?}"))?
                 .tcp_nodelay(true)
                 .connect_timeout(std::time::Duration::from_secs(5))
-                .timeout(options.op_timeout)
-                .connect()
-                .await
-                .with_context(|| format!("connecting to Cairn gRPC at {ep}"))?;
+                .timeout(options.op_timeout);
+            let channel = match &tls {
+                None => endpoint.connect().await,
+                Some(tls) => endpoint.connect_with_connector(tls.connector()).await,
+            }
+            .with_context(|| format!("connecting to Cairn gRPC at {ep}"))?;
             channels.push(channel);
         }
         let consistency = if options.serializable {

@@ -61,6 +61,8 @@ pub struct TargetOptions {
     pub serializable: bool,
     /// Deadline of one operation.
     pub op_timeout: Duration,
+    /// TLS with this CA bundle (`cairn` target only).
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl TargetOptions {
@@ -131,6 +133,7 @@ mod tests {
             clients_per_connection: 32,
             serializable: false,
             op_timeout: Duration::from_secs(1),
+            tls_ca: None,
         }
     }
 

@@ -257,6 +257,10 @@ pub struct PlaygroundArgs {
     /// The cairn-node binary (default: next to cairnctl, else on PATH).
     #[arg(long)]
     pub node_binary: Option<PathBuf>,
+    /// TLS everywhere: a CA made for the playground issues every node's
+    /// certificate and an admin client certificate (in DATA_DIR/tls).
+    #[arg(long)]
+    pub secure: bool,
 }
 
 /// Expiry options shared by `put` and `update`.

@@ -71,7 +71,7 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
         // Production defaults: the playground shows Cairn as it runs.
         args: Vec::new(),
         hosts,
-        secure: false,
+        secure: p.secure,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -86,13 +86,31 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
         _ = sigterm.recv() => anyhow::bail!("terminated"),
     };
     let grpc: Vec<String> = cluster.nodes.iter().map(|n| n.grpc.to_string()).collect();
+    // With --secure, the flags every client needs (the admin certificate
+    // and the CA bundle), for cairnctl and for curl.
+    let (ctl_tls, curl_tls, scheme) = match cluster.tls_dir() {
+        Some(dir) => {
+            let f = |name: &str| dir.join(name).display().to_string();
+            (
+                format!(
+                    " --tls-ca {} --tls-cert {} --tls-key {}",
+                    f("ca.pem"),
+                    f("admin.pem"),
+                    f("admin.key")
+                ),
+                format!(" --cacert {}", f("ca.pem")),
+                "https",
+            )
+        }
+        None => (String::new(), String::new(), "http"),
+    };
     println!(
         "cairn playground ready: {nodes} nodes, {} shards, replication factor {rf}",
         p.shards
     );
     for (i, n) in cluster.nodes.iter().enumerate() {
         println!(
-            "  node {}  grpc {}  http http://{}  metrics http://{}/metrics",
+            "  node {}  grpc {}  http {scheme}://{}  metrics http://{}/metrics",
             i + 1,
             n.grpc,
             n.http,
@@ -100,14 +118,23 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "try:  cairnctl --endpoints {} put hello world",
+        "try:  cairnctl{ctl_tls} --endpoints {} put hello world",
         grpc.join(",")
     );
-    println!("      curl http://{}/store/hello", cluster.nodes[0].http);
     println!(
-        "      cairnctl --endpoints {} cluster status",
+        "      curl{curl_tls} {scheme}://{}/store/hello",
+        cluster.nodes[0].http
+    );
+    println!(
+        "      cairnctl{ctl_tls} --endpoints {} cluster status",
         grpc.join(",")
     );
+    if let Some(dir) = cluster.tls_dir() {
+        println!(
+            "TLS: CA, node and admin certificates in {} (the admin certificate is the client credential; there are no passwords yet)",
+            dir.display()
+        );
+    }
     println!(
         "data and logs: {}   (Ctrl-C stops every node)",
         p.data_dir.display()

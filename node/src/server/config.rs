@@ -558,6 +558,61 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_come_together_or_not_at_all() {
+        let load = |args: &[&str]| {
+            let mut all = vec!["cairn-node"];
+            all.extend_from_slice(args);
+            Config::load(Cli::try_parse_from(all).unwrap())
+        };
+        assert_eq!(load(&[]).unwrap().tls.paths(), None);
+        let c = load(&[
+            "--tls-ca",
+            "ca.pem",
+            "--tls-cert",
+            "n.pem",
+            "--tls-key",
+            "n.key",
+            "--tls-cluster-name",
+            "prod",
+        ])
+        .unwrap();
+        let p = c.tls.paths().unwrap();
+        assert_eq!(p.cert.as_deref(), Some(Path::new("n.pem")));
+        assert_eq!(c.tls.cluster_name, "prod");
+        for bad in [
+            &["--tls-ca", "ca.pem"][..],
+            &["--tls-cert", "n.pem", "--tls-key", "n.key"],
+            &["--tls-crl", "crl.pem"],
+            &[
+                "--tls-ca",
+                "a",
+                "--tls-cert",
+                "b",
+                "--tls-key",
+                "c",
+                "--tls-cluster-name",
+                "a/b",
+            ],
+            &[
+                "--tls-ca",
+                "a",
+                "--tls-cert",
+                "b",
+                "--tls-key",
+                "c",
+                "--tls-reload-interval-ms",
+                "5",
+            ],
+        ] {
+            let e = load(bad).unwrap_err();
+            assert!(e.to_string().contains("tls"), "{bad:?}: {e}");
+        }
+        let toml = Config::from_toml("[tls]\nca = \"ca.pem\"\ncert = \"n.pem\"\nkey = \"n.key\"\n")
+            .unwrap();
+        assert!(toml.tls.paths().is_some());
+    }
+
+    #[test]
     fn tracing_settings_are_checked() {
         let load = |args: &[&str]| {
             let mut all = vec!["cairn-node"];
