@@ -167,30 +167,26 @@ fn invalid_material_is_refused_with_the_reason() {
     let other = Authority::new("other CA").unwrap();
     let metrics = || TlsMetrics::new().unwrap();
 
+    let refusal = |name: &str, req: &CertRequest| {
+        let p = write(
+            &dir.path().join(name),
+            ca.ca_pem(),
+            "n",
+            &ca.issue(req).unwrap(),
+        );
+        TlsContext::load(p, metrics()).unwrap_err()
+    };
     let mut expired = node_req(1);
     expired.not_before = SystemTime::now() - Duration::from_secs(10 * 86_400);
     expired.not_after = SystemTime::now() - Duration::from_secs(86_400);
-    let p = write(
-        &dir.path().join("expired"),
-        ca.ca_pem(),
-        "n",
-        &ca.issue(&expired).unwrap(),
-    );
     assert!(matches!(
-        TlsContext::load(p, metrics()).unwrap_err(),
+        refusal("expired", &expired),
         TlsError::Expired { .. }
     ));
-
     let mut future = node_req(1);
     future.not_before = SystemTime::now() + Duration::from_secs(86_400);
-    let p = write(
-        &dir.path().join("future"),
-        ca.ca_pem(),
-        "n",
-        &ca.issue(&future).unwrap(),
-    );
     assert!(matches!(
-        TlsContext::load(p, metrics()).unwrap_err(),
+        refusal("future", &future),
         TlsError::NotYetValid { .. }
     ));
 

@@ -384,55 +384,39 @@ impl Config {
             log_level,
             trace_sample_ratio
         );
-        if cli.otlp_endpoint.is_some() {
-            c.otlp_endpoint = cli.otlp_endpoint;
+        // Settings whose flag is optional and whose value sits deeper in
+        // the struct, or is itself optional (a flag only replaces it).
+        macro_rules! overlay_into {
+            ($($src:ident => $($dst:ident).+),* $(,)?) => {
+                $( if let Some(v) = cli.$src { c.$($dst).+ = v; } )*
+            };
         }
-        if cli.advertise_addr.is_some() {
-            c.advertise_addr = cli.advertise_addr;
+        macro_rules! replace_if_set {
+            ($($src:ident => $($dst:ident).+),* $(,)?) => {
+                $( if cli.$src.is_some() { c.$($dst).+ = cli.$src; } )*
+            };
         }
-        if cli.rack.is_some() {
-            c.rack = cli.rack;
-        }
-        if let Some(v) = cli.max_value_bytes {
-            c.limits.max_value_bytes = v;
-        }
-        if let Some(v) = cli.raft_heartbeat_interval_ms {
-            c.raft.heartbeat_interval_ms = v;
-        }
-        if let Some(v) = cli.raft_election_timeout_ms {
-            c.raft.election_timeout_ms = v;
-        }
-        if let Some(v) = cli.rebalance_max_moves {
-            c.rebalance.max_moves = v;
-        }
-        if let Some(v) = cli.rebalance_rate_bytes {
-            c.rebalance.rate_bytes_per_sec = v;
-        }
-        if let Some(v) = cli.raft_snapshot_logs {
-            c.raft.snapshot_logs = v;
-        }
-        if let Some(v) = cli.read_mode {
-            c.raft.read_mode = v;
-        }
-        for (dst, src) in [
-            (&mut c.tls.ca, cli.tls_ca),
-            (&mut c.tls.cert, cli.tls_cert),
-            (&mut c.tls.key, cli.tls_key),
-            (&mut c.tls.crl, cli.tls_crl),
-        ] {
-            if src.is_some() {
-                *dst = src;
-            }
-        }
-        if let Some(v) = cli.tls_cluster_name {
-            c.tls.cluster_name = v;
-        }
-        if let Some(v) = cli.tls_reload_interval_ms {
-            c.tls.reload_interval_ms = v;
-        }
-        if let Some(v) = cli.tls_max_connection_age_ms {
-            c.tls.max_connection_age_ms = v;
-        }
+        overlay_into!(
+            max_value_bytes => limits.max_value_bytes,
+            raft_heartbeat_interval_ms => raft.heartbeat_interval_ms,
+            raft_election_timeout_ms => raft.election_timeout_ms,
+            rebalance_max_moves => rebalance.max_moves,
+            rebalance_rate_bytes => rebalance.rate_bytes_per_sec,
+            raft_snapshot_logs => raft.snapshot_logs,
+            read_mode => raft.read_mode,
+            tls_cluster_name => tls.cluster_name,
+            tls_reload_interval_ms => tls.reload_interval_ms,
+            tls_max_connection_age_ms => tls.max_connection_age_ms,
+        );
+        replace_if_set!(
+            otlp_endpoint => otlp_endpoint,
+            advertise_addr => advertise_addr,
+            rack => rack,
+            tls_ca => tls.ca,
+            tls_cert => tls.cert,
+            tls_key => tls.key,
+            tls_crl => tls.crl,
+        );
         c.bootstrap |= cli.bootstrap;
         c.validate()?;
         Ok(c)
