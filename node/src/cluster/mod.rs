@@ -338,7 +338,11 @@ impl Cluster {
     ) -> Result<Arc<Self>, ClusterError> {
         let config = Arc::new(opts.tuning.config()?);
         let peers = Peers::batched(opts.rebalance.rate_bytes_per_sec).with_tls(opts.tls.clone());
-        let log_writer = LogWriter::start(engine.clone()).map_err(|e| {
+        let counters = crate::raft::log_writer::SyncCounters {
+            syncs: opts.metrics.log_syncs.clone(),
+            writes_per_sync: opts.metrics.log_writes_per_sync.clone(),
+        };
+        let log_writer = LogWriter::start_counted(engine.clone(), Some(counters)).map_err(|e| {
             ClusterError::Storage(Arc::new(StorageError::Io {
                 context: "starting the raft log writer thread".into(),
                 source: e,

@@ -59,6 +59,11 @@ pub struct ClusterMetrics {
     /// Shards whose replicas differ from the balanced target or still have
     /// learners catching up; set by the meta group's leader, 0 elsewhere.
     pub rebalance_shards_moving: IntGauge,
+    /// WAL syncs of the Raft log writer (one per round of appends).
+    pub log_syncs: IntCounter,
+    /// Log writes (appends, votes, truncations of any group) made durable
+    /// by one WAL sync: how well appends share fsyncs.
+    pub log_writes_per_sync: Histogram,
 }
 
 impl ClusterMetrics {
@@ -85,13 +90,24 @@ impl ClusterMetrics {
             read_index: IntCounterVec::new(
                 Opts::new(
                     "cairn_raft_read_index_total",
-                    "Linearizable read barriers (ReadIndex), by path and result.",
+                    "Linearizable read barriers (a lease or ReadIndex on the leader, or ReadIndex asked of the leader), by path and result.",
                 ),
                 &["path", "result"],
             )?,
             rebalance_shards_moving: IntGauge::new(
                 "cairn_rebalance_shards_moving",
                 "Shards not yet at their balanced placement (reported by the meta group's leader; 0 on other nodes).",
+            )?,
+            log_syncs: IntCounter::new(
+                "cairn_raft_log_syncs_total",
+                "WAL syncs made by the Raft log writer (one per round of log writes).",
+            )?,
+            log_writes_per_sync: Histogram::with_opts(
+                HistogramOpts::new(
+                    "cairn_raft_log_writes_per_sync",
+                    "Raft log writes (appends, votes, truncations of any group) made durable by one WAL sync.",
+                )
+                .buckets(prometheus::exponential_buckets(1.0, 2.0, 13)?),
             )?,
         };
         // Every label value from the start, so rates and alerts over them
@@ -113,6 +129,8 @@ impl ClusterMetrics {
         registry.register(Box::new(self.proposal_duration.clone()))?;
         registry.register(Box::new(self.read_index.clone()))?;
         registry.register(Box::new(self.rebalance_shards_moving.clone()))?;
+        registry.register(Box::new(self.log_syncs.clone()))?;
+        registry.register(Box::new(self.log_writes_per_sync.clone()))?;
         Ok(())
     }
 }

@@ -17,7 +17,7 @@
 //! `raft::write_retrying_while_full` explains: openraft stops a group for good on any
 //! storage error, while a late write is only late.
 
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use rocksdb::WriteBatch;
 use tokio::sync::oneshot;
@@ -44,6 +44,7 @@ const MAX_ROUND: usize = 4096;
 #[derive(Clone, Debug)]
 pub struct LogWriter {
     tx: mpsc::Sender<LogWrite>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl LogWriter {
@@ -52,11 +53,36 @@ impl LogWriter {
     /// # Errors
     /// The thread could not be spawned.
     pub fn start(engine: Engine) -> std::io::Result<Self> {
+        Self::start_counted(engine, None)
+    }
+
+    /// Starts the writer thread of `engine`, counting its syncs and the
+    /// writes each one covers in `counters`.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn start_counted(engine: Engine, counters: Option<SyncCounters>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("cairn-raft-log".into())
-            .spawn(move || run(&engine, &rx))?;
-        Ok(Self { tx })
+            .spawn(move || run(&engine, &rx, counters.as_ref()))?;
+        Ok(Self {
+            tx,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Drops this handle; if it is the last one, waits for the thread to
+    /// finish its queue and release the engine. Without the wait a process
+    /// that exits right after could tear RocksDB down under the thread.
+    pub fn close(self) {
+        let Self { tx, thread } = self;
+        drop(tx);
+        if let Ok(m) = Arc::try_unwrap(thread)
+            && let Some(handle) = m.into_inner().unwrap_or_else(PoisonError::into_inner)
+        {
+            let _ = handle.join();
+        }
     }
 
     /// Queues `batch`; the returned receiver says when it is written
@@ -110,7 +136,16 @@ fn failure(detail: String) -> StorageError {
     }
 }
 
-fn run(engine: &Engine, rx: &mpsc::Receiver<LogWrite>) {
+/// Where the writer counts its WAL syncs (the node's metrics).
+#[derive(Clone, Debug)]
+pub struct SyncCounters {
+    /// Incremented per sync.
+    pub syncs: prometheus::IntCounter,
+    /// Observes the number of writes each sync made durable.
+    pub writes_per_sync: prometheus::Histogram,
+}
+
+fn run(engine: &Engine, rx: &mpsc::Receiver<LogWrite>, counters: Option<&SyncCounters>) {
     while let Ok(first) = rx.recv() {
         let mut round = vec![first];
         while round.len() < MAX_ROUND {
@@ -134,6 +169,10 @@ fn run(engine: &Engine, rx: &mpsc::Receiver<LogWrite>) {
             continue;
         }
         let synced = if engine.sync_mode() == SyncMode::Fsync {
+            if let Some(c) = counters {
+                c.syncs.inc();
+                c.writes_per_sync.observe(waiting.len() as f64);
+            }
             engine.sync_wal().map_err(|e| e.to_string())
         } else {
             Ok(())
@@ -163,7 +202,14 @@ mod tests {
             sync: SyncMode::Fsync,
         })
         .unwrap();
-        let writer = LogWriter::start(engine.clone()).unwrap();
+        let counters = SyncCounters {
+            syncs: prometheus::IntCounter::new("syncs", "syncs").unwrap(),
+            writes_per_sync: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "writes", "writes",
+            ))
+            .unwrap(),
+        };
+        let writer = LogWriter::start_counted(engine.clone(), Some(counters.clone())).unwrap();
         let mut receivers = Vec::new();
         let (durable_tx, mut durable_rx) = tokio::sync::mpsc::unbounded_channel();
         for i in 0u32..200 {
@@ -199,5 +245,12 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.put_cf(engine.cf(CF_RAFT).unwrap(), b"vote", b"v");
         writer.write_durable(batch).await.unwrap();
+        // Every write was covered by a counted sync, and each sync counted
+        // the writes it made durable.
+        let syncs = counters.syncs.get();
+        assert!(syncs >= 1);
+        assert_eq!(counters.writes_per_sync.get_sample_count(), syncs);
+        assert_eq!(counters.writes_per_sync.get_sample_sum(), 201.0);
+        writer.close();
     }
 }
