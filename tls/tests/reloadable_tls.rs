@@ -96,13 +96,7 @@ async fn dial(
         .await
         .map_err(|e| e.to_string())?;
     let mut stream = io.into_inner();
-    // A refused client certificate surfaces on the first read (TLS 1.3).
-    stream.write_all(b"ping").await.map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 4];
-    stream
-        .read_exact(&mut buf)
-        .await
-        .map_err(|e| e.to_string())?;
+    ping(&mut stream).await?;
     let serial = {
         let (_, conn) = stream.get_ref();
         let leaf = conn.peer_certificates().unwrap()[0].clone();
@@ -137,6 +131,13 @@ async fn dial_raw(ca_pem: &str, issued: &Issued, addr: std::net::SocketAddr) -> 
         .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
         .await
         .map_err(|e| e.to_string())?;
+    ping(&mut stream).await?;
+    Ok(())
+}
+
+/// One round trip through the echo server. A refused client certificate
+/// surfaces here, on the first read (TLS 1.3), not in the handshake.
+async fn ping(stream: &mut (impl AsyncReadExt + AsyncWriteExt + Unpin)) -> Result<(), String> {
     stream.write_all(b"ping").await.map_err(|e| e.to_string())?;
     let mut buf = [0u8; 4];
     stream
@@ -167,14 +168,14 @@ fn invalid_material_is_refused_with_the_reason() {
     let other = Authority::new("other CA").unwrap();
     let metrics = || TlsMetrics::new().unwrap();
 
+    let load = |name: &str, ca_pem: &str, issued: &Issued| {
+        TlsContext::load(
+            write(&dir.path().join(name), ca_pem, "n", issued),
+            metrics(),
+        )
+    };
     let refusal = |name: &str, req: &CertRequest| {
-        let p = write(
-            &dir.path().join(name),
-            ca.ca_pem(),
-            "n",
-            &ca.issue(req).unwrap(),
-        );
-        TlsContext::load(p, metrics()).unwrap_err()
+        load(name, ca.ca_pem(), &ca.issue(req).unwrap()).unwrap_err()
     };
     let mut expired = node_req(1);
     expired.not_before = SystemTime::now() - Duration::from_secs(10 * 86_400);
@@ -190,13 +191,7 @@ fn invalid_material_is_refused_with_the_reason() {
         TlsError::NotYetValid { .. }
     ));
 
-    let p = write(
-        &dir.path().join("wrong-ca"),
-        ca.ca_pem(),
-        "n",
-        &other.issue(&node_req(1)).unwrap(),
-    );
-    let e = TlsContext::load(p, metrics()).unwrap_err();
+    let e = load("wrong-ca", ca.ca_pem(), &other.issue(&node_req(1)).unwrap()).unwrap_err();
     assert!(matches!(e, TlsError::Chain { .. }), "{e}");
 
     let a = ca.issue(&node_req(1)).unwrap();
@@ -206,28 +201,15 @@ fn invalid_material_is_refused_with_the_reason() {
         key_pem: b.key_pem,
         serial: a.serial,
     };
-    let p = write(&dir.path().join("mismatch"), ca.ca_pem(), "n", &mixed);
-    let e = TlsContext::load(p, metrics()).unwrap_err();
+    let e = load("mismatch", ca.ca_pem(), &mixed).unwrap_err();
     assert!(matches!(e, TlsError::KeyMismatch { .. }), "{e}");
     assert!(e.to_string().contains("n.key"), "{e}");
 
-    let p = write(
-        &dir.path().join("empty"),
-        "",
-        "n",
-        &ca.issue(&node_req(1)).unwrap(),
-    );
-    let e = TlsContext::load(p, metrics()).unwrap_err();
+    let e = load("empty", "", &ca.issue(&node_req(1)).unwrap()).unwrap_err();
     assert!(e.to_string().contains("ca.pem"), "{e}");
 
     // A good one loads and names the node.
-    let p = write(
-        &dir.path().join("good"),
-        ca.ca_pem(),
-        "n",
-        &ca.issue(&node_req(3)).unwrap(),
-    );
-    let c = TlsContext::load(p, metrics()).unwrap();
+    let c = load("good", ca.ca_pem(), &ca.issue(&node_req(3)).unwrap()).unwrap();
     let id = c.bundle().identity.unwrap().node().unwrap();
     assert_eq!(id.node_id, 3);
     assert_eq!(id.cluster, "test");

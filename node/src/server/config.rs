@@ -541,13 +541,15 @@ mod tests {
         assert!(matches!(Config::load(cli), Err(ConfigError::Invalid(_))));
     }
 
+    /// The configuration `cairn-node ARGS` would run with.
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["cairn-node"];
+        all.extend_from_slice(args);
+        Config::load(Cli::try_parse_from(all).unwrap())
+    }
+
     #[test]
     fn tls_settings_come_together_or_not_at_all() {
-        let load = |args: &[&str]| {
-            let mut all = vec!["cairn-node"];
-            all.extend_from_slice(args);
-            Config::load(Cli::try_parse_from(all).unwrap())
-        };
         assert_eq!(load(&[]).unwrap().tls.paths(), None);
         let c = load(&[
             "--tls-ca",
@@ -563,31 +565,16 @@ mod tests {
         let p = c.tls.paths().unwrap();
         assert_eq!(p.cert.as_deref(), Some(Path::new("n.pem")));
         assert_eq!(c.tls.cluster_name, "prod");
+        let all_three = ["--tls-ca", "a", "--tls-cert", "b", "--tls-key", "c"];
+        let with = |more: [&'static str; 2]| [&all_three[..], &more[..]].concat();
         for bad in [
-            &["--tls-ca", "ca.pem"][..],
-            &["--tls-cert", "n.pem", "--tls-key", "n.key"],
-            &["--tls-crl", "crl.pem"],
-            &[
-                "--tls-ca",
-                "a",
-                "--tls-cert",
-                "b",
-                "--tls-key",
-                "c",
-                "--tls-cluster-name",
-                "a/b",
-            ],
-            &[
-                "--tls-ca",
-                "a",
-                "--tls-cert",
-                "b",
-                "--tls-key",
-                "c",
-                "--tls-reload-interval-ms",
-                "5",
-            ],
+            vec!["--tls-ca", "ca.pem"],
+            vec!["--tls-cert", "n.pem", "--tls-key", "n.key"],
+            vec!["--tls-crl", "crl.pem"],
+            with(["--tls-cluster-name", "a/b"]),
+            with(["--tls-reload-interval-ms", "5"]),
         ] {
+            let bad = &bad[..];
             let e = load(bad).unwrap_err();
             assert!(e.to_string().contains("tls"), "{bad:?}: {e}");
         }
@@ -598,11 +585,6 @@ mod tests {
 
     #[test]
     fn tracing_settings_are_checked() {
-        let load = |args: &[&str]| {
-            let mut all = vec!["cairn-node"];
-            all.extend_from_slice(args);
-            Config::load(Cli::try_parse_from(all).unwrap())
-        };
         let c = load(&[
             "--otlp-endpoint",
             "http://127.0.0.1:4317",
