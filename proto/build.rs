@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/cairn/raft/v1/command.proto",
         "proto/cairn/raft/v1/transport.proto",
         "proto/cairn/admin/v1/admin.proto",
+        "proto/cairn/auth/v1/auth.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

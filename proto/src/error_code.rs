@@ -98,6 +98,18 @@ error_codes! {
     StorageError = "storage_error", Internal, 500, false, "The node's storage failed; nothing was applied. See the node's log.";
     RemoteError = "remote_error", Internal, 500, false, "The node a request was forwarded to failed in a way it did not classify.";
     Internal = "internal", Internal, 500, false, "A check inside the node failed (a bug, or a task that stopped); nothing was applied. See the node's log.";
+    // Access control: present a valid credential with the right role.
+    Unauthenticated = "unauthenticated", Unauthenticated, 401, false, "Authentication is on and the request carries no valid credential: none, a malformed or unknown token, a revoked one, a changed user's, or a certificate mapped to no user.";
+    TokenExpired = "token_expired", Unauthenticated, 401, false, "The session token has expired; log in again.";
+    PermissionDenied = "permission_denied", PermissionDenied, 403, false, "The caller's roles do not grant what the request needs; the message names the permission and the key, range or admin action.";
+    AuthDisabled = "auth_disabled", FailedPrecondition, 409, false, "Authentication is not set up on this cluster (start a node with --auth-root-password-file), so there are no users to manage or log in as.";
+    BadCredentials = "bad_credentials", Unauthenticated, 401, false, "Login: no such user, or the password is wrong (which one is not said).";
+    UserNotFound = "user_not_found", NotFound, 404, false, "No user has this name (or no API token has this id).";
+    RoleNotFound = "role_not_found", NotFound, 404, false, "No role has this name.";
+    UserExists = "user_exists", AlreadyExists, 409, false, "create_only: a user with this name exists.";
+    RoleInUse = "role_in_use", FailedPrecondition, 409, false, "The role is held by users; take it from them first.";
+    BuiltInRole = "built_in_role", FailedPrecondition, 409, false, "The built-in roles root and readonly cannot be changed or removed.";
+    BadAccessRule = "bad_access_rule", InvalidArgument, 400, false, "A user, role or rule is malformed: a bad name, an empty or inverted range, a prefix mixed with bounds, no permissions, or an unknown role.";
     // Cluster administration refusals: nothing was changed.
     NodeRemoved = "node_removed", FailedPrecondition, 409, false, "The node was removed from the cluster; its identity is fenced for good.";
     NotDrained = "not_drained", FailedPrecondition, 409, false, "The node must be drained (all replicas moved) before it can be removed.";

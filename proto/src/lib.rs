@@ -42,6 +42,15 @@ pub mod admin {
     }
 }
 
+/// `cairn.auth.v1`: authentication, users and roles.
+pub mod auth {
+    /// Version 1 of the access-control API.
+    pub mod v1 {
+        #![allow(missing_docs, clippy::all)]
+        tonic::include_proto!("cairn.auth.v1");
+    }
+}
+
 /// Encoded `FileDescriptorSet` of every Cairn proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/cairn_descriptor.bin"));
