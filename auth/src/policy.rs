@@ -83,10 +83,10 @@ pub fn check(subject: Subject<'_>, needs: &[Need], peers_open: bool) -> Result<(
         let granted = match (subject, need) {
             (_, Need::Nothing) => true,
             (_, Need::Peer) if peers_open => true,
-            (Subject::Node, Need::Peer) => true,
+            (Subject::Node, Need::Peer | Need::Authenticated) => true,
             (Subject::Node, _) => false,
             (Subject::User(_), Need::Peer) => false,
-            (Subject::User(_), Need::SignedIn) => true,
+            (Subject::User(_), Need::Authenticated) => true,
             (Subject::User(roles), Need::Admin(a)) => roles.iter().any(|r| r.admin.contains(a)),
             (Subject::User(roles), Need::Key(p, k)) => roles
                 .iter()
@@ -160,7 +160,7 @@ fn refusal(subject: Subject<'_>, need: &Need) -> String {
         Need::Range(p, r) => format!("needs {} on every key of {r}; {who}", p.as_str()),
         Need::Admin(a) => format!("needs admin permission {}; {who}", a.as_str()),
         Need::Peer => "only nodes of this cluster (node certificates) may call this".into(),
-        Need::SignedIn => format!("needs a signed-in user; {who}"),
+        Need::Authenticated => format!("needs an authenticated caller; {who}"),
         Need::Nothing => String::new(),
     }
 }
@@ -221,7 +221,13 @@ mod tests {
     fn nodes_get_peer_calls_only_and_users_never_do_under_tls() {
         let root = [Role::built_in(crate::model::ROOT_ROLE).unwrap()];
         check(Subject::Node, &[Need::Peer], false).unwrap();
-        check(Subject::Node, &[Need::SignedIn], false).unwrap_err();
+        check(Subject::Node, &[Need::Authenticated], false).unwrap();
+        check(
+            Subject::Node,
+            &[Need::Key(KeyPermission::Read, b"k".to_vec())],
+            false,
+        )
+        .unwrap_err();
         check(Subject::User(&root), &[Need::Peer], false).unwrap_err();
         check(Subject::User(&root), &[Need::Peer], true).unwrap();
         check(

@@ -23,9 +23,9 @@ pub enum Need {
     Range(KeyPermission, KeyRange),
     /// An admin permission.
     Admin(AdminPermission),
-    /// Any signed-in user (e.g. asking who one is, or the shard map every
-    /// smart client routes by).
-    SignedIn,
+    /// Any authenticated caller, user or node (asking who one is, or the
+    /// shard map every smart client routes by).
+    Authenticated,
     /// Only a node of this cluster (peer calls on the admin service).
     Peer,
     /// Nothing: the call is how a caller signs in.
@@ -185,7 +185,11 @@ impl Call<'_> {
         match self {
             Call::Kv(k) => kv_needs(k),
             Call::Admin(a) => vec![match a {
-                AdminRpc::GetCluster | AdminRpc::ShardMap => Need::SignedIn,
+                // Joining nodes and clients discover the cluster before they
+                // can hold a credential (a node without TLS has none); it
+                // names no keys, users or addresses.
+                AdminRpc::GetCluster => Need::Nothing,
+                AdminRpc::ShardMap => Need::Authenticated,
                 AdminRpc::Join | AdminRpc::NodeReport => Need::Peer,
                 AdminRpc::ClusterStatus | AdminRpc::RebalanceStatus => {
                     Need::Admin(AdminPermission::ClusterRead)
@@ -203,7 +207,7 @@ impl Call<'_> {
             }],
             Call::Auth(a) => vec![match a {
                 AuthRpc::Login => Need::Nothing,
-                AuthRpc::WhoAmI => Need::SignedIn,
+                AuthRpc::WhoAmI => Need::Authenticated,
                 AuthRpc::PutUser
                 | AuthRpc::DeleteUser
                 | AuthRpc::ListUsers

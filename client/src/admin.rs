@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tonic::metadata::AsciiMetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use cairn_proto::admin::v1 as apb;
@@ -24,12 +26,34 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one admin call may take, by default.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The generated admin stub, sending the caller's bearer token (if any).
+pub type AdminStub = Stub<InterceptedService<Channel, Authorize>>;
+
+/// The generated stub of the access-control API (`cairn.auth.v1.Auth`:
+/// login, users, roles, API tokens), sending the caller's bearer token.
+pub type AccessStub =
+    cairn_proto::auth::v1::auth_client::AuthClient<InterceptedService<Channel, Authorize>>;
+
+/// Adds `authorization: Bearer <token>` to every request of a stub.
+#[derive(Debug, Clone, Default)]
+pub struct Authorize(pub(crate) Option<AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Authorize {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
 /// Timeouts of an [`Admin`] connection.
 #[derive(Debug, Clone)]
 pub struct AdminOptions {
     connect_timeout: Duration,
     call_timeout: Duration,
     tls: Option<Arc<cairn_tls::TlsContext>>,
+    token: Option<String>,
 }
 
 impl Default for AdminOptions {
@@ -39,6 +63,7 @@ impl Default for AdminOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             tls: None,
+            token: None,
         }
     }
 }
@@ -61,6 +86,13 @@ impl AdminOptions {
     /// presenting its certificate if it has one.
     pub fn tls(mut self, tls: Arc<cairn_tls::TlsContext>) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// A token (session or API) sent as `authorization: Bearer <token>` on
+    /// every call, for clusters with authentication on.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 }
@@ -108,7 +140,8 @@ impl NodeAction {
 /// share the connection.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    stub: Stub<Channel>,
+    stub: AdminStub,
+    access: AccessStub,
     endpoint: String,
 }
 
@@ -127,15 +160,33 @@ impl Admin {
                 endpoints: vec![endpoint.to_owned()],
                 source,
             })?;
-        Ok(Admin::on_channel(channel, endpoint))
+        let authorization = options
+            .token
+            .as_deref()
+            .map(crate::client::bearer)
+            .transpose()?;
+        Ok(Admin::authorized(channel, endpoint, authorization))
     }
 
     /// An admin client on an existing channel (a node's peer connection,
     /// or the one [`crate::Client::admin`] hands out); `endpoint` names it
     /// in messages.
     pub fn on_channel(channel: Channel, endpoint: impl Into<String>) -> Admin {
+        Self::authorized(channel, endpoint, None)
+    }
+
+    /// [`Admin::on_channel`], sending `authorization` on every call.
+    pub(crate) fn authorized(
+        channel: Channel,
+        endpoint: impl Into<String>,
+        authorization: Option<AsciiMetadataValue>,
+    ) -> Admin {
         Admin {
-            stub: Stub::new(channel)
+            access: cairn_proto::auth::v1::auth_client::AuthClient::with_interceptor(
+                channel.clone(),
+                Authorize(authorization.clone()),
+            ),
+            stub: Stub::with_interceptor(channel, Authorize(authorization))
                 .max_decoding_message_size(cairn_proto::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(cairn_proto::MAX_MESSAGE_BYTES),
             endpoint: endpoint.into(),
@@ -149,13 +200,18 @@ impl Admin {
 
     /// The generated stub underneath, for calls with metadata of the
     /// caller's own.
-    pub fn stub(&mut self) -> &mut Stub<Channel> {
+    pub fn stub(&mut self) -> &mut AdminStub {
         &mut self.stub
+    }
+
+    /// The access-control API on the same connection and credentials.
+    pub fn access(&self) -> AccessStub {
+        self.access.clone()
     }
 
     /// The generated stub, owned: for tests of the wire API itself, which
     /// look at the raw `tonic::Status` of each answer.
-    pub fn into_stub(self) -> Stub<Channel> {
+    pub fn into_stub(self) -> AdminStub {
         self.stub
     }
 

@@ -242,7 +242,11 @@ impl Client {
                     // seed), so a failure here is not an error.
                     if client.inner.router.schedule_refresh().is_some() {
                         let seed = client.lock_current().channel.clone();
-                        client.inner.router.refresh(seed).await;
+                        client
+                            .inner
+                            .router
+                            .refresh(seed, client.inner.authorization.clone())
+                            .await;
                     }
                     return Ok(client);
                 }
@@ -286,7 +290,11 @@ impl Client {
             .targets
             .get(current.index)
             .map_or_else(String::new, |t| t.name.clone());
-        Admin::on_channel(current.channel.clone(), name)
+        Admin::authorized(
+            current.channel.clone(),
+            name,
+            self.inner.authorization.clone(),
+        )
     }
 
     /// Wraps `message` in a [`tonic::Request`] carrying the client's bearer
@@ -659,7 +667,8 @@ impl Client {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let seed = client.lock_current().channel.clone();
-            client.inner.router.refresh(seed).await;
+            let auth = client.inner.authorization.clone();
+            client.inner.router.refresh(seed, auth).await;
         });
     }
 
@@ -770,7 +779,7 @@ fn stub(channel: Channel) -> KvClient<Channel> {
 }
 
 /// The `authorization` metadata value for `token`.
-fn bearer(token: &str) -> Result<AsciiMetadataValue, ClientError> {
+pub(crate) fn bearer(token: &str) -> Result<AsciiMetadataValue, ClientError> {
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ClientError::InvalidToken);
     }

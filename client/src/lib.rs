@@ -37,6 +37,6 @@ pub use cairn_proto::kv::v1 as pb;
 /// which [`Admin`] takes and returns.
 pub use cairn_proto::admin::v1 as admin_pb;
 
-pub use admin::{Admin, AdminOptions, NodeAction};
+pub use admin::{AccessStub, Admin, AdminOptions, AdminStub, Authorize, NodeAction};
 pub use client::{Client, ClientOptions, MAX_MESSAGE_SIZE};
 pub use error::{ClientError, ConnectFailure};

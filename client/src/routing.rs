@@ -180,8 +180,15 @@ impl Router {
 
     /// Fetches the shard map through `channel` and installs it. Marks the
     /// router standalone when the node serves no Admin API.
-    pub(crate) async fn refresh(&self, channel: Channel) {
-        let mut admin = apb::admin_client::AdminClient::new(channel);
+    pub(crate) async fn refresh(
+        &self,
+        channel: Channel,
+        authorization: Option<tonic::metadata::AsciiMetadataValue>,
+    ) {
+        let mut admin = apb::admin_client::AdminClient::with_interceptor(
+            channel,
+            crate::admin::Authorize(authorization),
+        );
         let mut request = tonic::Request::new(apb::ShardMapRequest {});
         request.set_timeout(Duration::from_secs(5));
         let reply = admin.shard_map(request).await;

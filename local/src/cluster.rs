@@ -30,6 +30,10 @@ pub struct ClusterSpec {
     /// node's certificate (SAN URI `cairn://cairn/node/<id>`) and an admin
     /// client certificate; the files live in `<data>/tls`.
     pub secure: bool,
+    /// Turn authentication on: a random root password is written to
+    /// `<data>/root-password` and node 1 starts with
+    /// `--auth-root-password-file`; the harness signs in as root.
+    pub auth: bool,
 }
 
 /// Where one node of a [`LocalCluster`] runs: e.g. inside its own network
@@ -59,7 +63,14 @@ impl ClusterSpec {
             ],
             hosts: Vec::new(),
             secure: false,
+            auth: false,
         }
+    }
+
+    /// The same, with authentication on (see [`ClusterSpec::auth`]).
+    pub fn with_auth(mut self) -> Self {
+        self.auth = true;
+        self
     }
 
     /// The same, with TLS on (see [`ClusterSpec::secure`]).
@@ -68,6 +79,10 @@ impl ClusterSpec {
         self
     }
 }
+
+/// The SAN URI of a secured local cluster's admin client certificate; with
+/// authentication on it is mapped to the root user.
+pub const ADMIN_CERT_URI: &str = "cairn://cairn/user/admin";
 
 /// The certificate authority of a secured local cluster.
 struct LocalCa {
@@ -81,7 +96,11 @@ impl LocalCa {
         use cairn_tls::authority::{Authority, CertRequest};
         std::fs::create_dir_all(dir)?;
         let authority = Authority::new("cairn local CA")?;
-        let admin = authority.issue(&CertRequest::client("cairn admin", None, 365))?;
+        let admin = authority.issue(&CertRequest::client(
+            "cairn admin",
+            Some(ADMIN_CERT_URI),
+            365,
+        ))?;
         let paths = authority.write(dir, "admin", &admin)?;
         let client = cairn_tls::TlsContext::load(paths, cairn_tls::TlsMetrics::new()?)?;
         Ok(Self {
@@ -127,6 +146,8 @@ pub struct LocalCluster {
     pub nodes: Vec<NodeProcess>,
     spec: ClusterSpec,
     ca: Option<LocalCa>,
+    root_password: Option<PathBuf>,
+    root_token: std::sync::Mutex<Option<String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -144,6 +165,20 @@ pub async fn admin_with(
     Admin::connect(&node.grpc.to_string(), options)
         .await
         .with_context(|| format!("connecting to {}", node.grpc))
+}
+
+/// Writes `text` to a new file readable only by its owner.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// A plaintext admin client for `node`.
@@ -166,14 +201,42 @@ impl LocalCluster {
         } else {
             None
         };
+        let root_password = if spec.auth {
+            let path = match spec.hosts.first() {
+                Some(h) => h
+                    .data_dir
+                    .parent()
+                    .unwrap_or(dir.path())
+                    .join("root-password"),
+                None => dir.path().join("root-password"),
+            };
+            // A restarted playground keeps the password its cluster has.
+            if !path.exists() {
+                let password: String = (0..24)
+                    .map(|_| char::from(b'a' + rand::random::<u8>() % 26))
+                    .collect();
+                write_private(&path, &password)?;
+            }
+            Some(path)
+        } else {
+            None
+        };
         let mut cluster = Self {
             nodes: Vec::with_capacity(spec.nodes),
             spec,
             ca,
+            root_password,
+            root_token: std::sync::Mutex::new(None),
             _dir: dir,
         };
         for _ in 0..cluster.spec.nodes {
             cluster.launch()?;
+        }
+        if cluster.root_password.is_some() {
+            let token = cluster.sign_in(Duration::from_secs(60)).await?;
+            if cluster.ca.is_some() {
+                cluster.map_admin_certificate(&token).await?;
+            }
         }
         cluster.wait_balanced(Duration::from_secs(120)).await?;
         Ok(cluster)
@@ -233,6 +296,9 @@ impl LocalCluster {
         if let Some(ca) = &self.ca {
             args.extend(ca.node_args(i as u64)?);
         }
+        if let (1, Some(p)) = (i, &self.root_password) {
+            args.extend(["--auth-root-password-file".into(), p.display().to_string()]);
+        }
         let node = match self.spec.hosts.get(i - 1) {
             Some(host) => NodeProcess::start_at(
                 NodeSpec {
@@ -264,9 +330,97 @@ impl LocalCluster {
         self.ca.as_ref().map(|c| c.dir.as_path())
     }
 
-    /// An admin client for `node`, over TLS when the cluster is secured.
+    /// An admin client for `node`, over TLS when the cluster is secured,
+    /// signed in as root when authentication is on.
     pub async fn admin(&self, node: &NodeProcess) -> anyhow::Result<Admin> {
-        admin_with(node, self.client_tls().as_ref()).await
+        let mut options = AdminOptions::default()
+            .connect_timeout(Duration::from_secs(2))
+            .call_timeout(Duration::from_secs(10));
+        if let Some(tls) = self.client_tls() {
+            options = options.tls(tls);
+        }
+        if let Some(t) = self.root_token() {
+            options = options.token(t);
+        }
+        Admin::connect(&node.grpc.to_string(), options)
+            .await
+            .with_context(|| format!("connecting to {}", node.grpc))
+    }
+
+    /// The root user's password file, when authentication is on.
+    pub fn root_password_file(&self) -> Option<&Path> {
+        self.root_password.as_deref()
+    }
+
+    /// The root user's password, when authentication is on.
+    pub fn root_password(&self) -> Option<String> {
+        let p = self.root_password.as_ref()?;
+        std::fs::read_to_string(p).ok()
+    }
+
+    /// A session token of root (from the last sign-in), when
+    /// authentication is on.
+    pub fn root_token(&self) -> Option<String> {
+        self.root_token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets the admin client certificate sign in as root (a changed root
+    /// ends its sessions, so this signs in again).
+    async fn map_admin_certificate(&self, token: &str) -> anyhow::Result<()> {
+        let mut options = AdminOptions::default().token(token);
+        if let Some(tls) = self.client_tls() {
+            options = options.tls(tls);
+        }
+        let admin = Admin::connect(&self.nodes[0].grpc.to_string(), options).await?;
+        admin
+            .access()
+            .put_user(cairn_proto::auth::v1::PutUserRequest {
+                name: "root".into(),
+                roles: vec!["root".into()],
+                certificates: vec![ADMIN_CERT_URI.into()],
+                ..Default::default()
+            })
+            .await?;
+        self.sign_in(Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
+    /// Signs in as root (a 24 h session) through node 1, once node 1 has
+    /// turned authentication on; polls until `timeout`.
+    pub async fn sign_in(&self, timeout: Duration) -> anyhow::Result<String> {
+        let password = self.root_password().context("authentication is off")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tried = async {
+                let admin = admin_with(&self.nodes[0], self.client_tls().as_ref()).await?;
+                let r = admin
+                    .access()
+                    .login(cairn_proto::auth::v1::LoginRequest {
+                        user: "root".into(),
+                        password: password.clone(),
+                        ttl_ms: 86_400_000,
+                    })
+                    .await?;
+                anyhow::Ok(r.into_inner().token)
+            }
+            .await;
+            match tried {
+                Ok(token) => {
+                    *self
+                        .root_token
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(token.clone());
+                    return Ok(token);
+                }
+                Err(e) if Instant::now() > deadline => {
+                    bail!("could not sign in as root within {timeout:?}: {e:#}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
     }
 
     /// gRPC endpoints (`http://…`) of every node.

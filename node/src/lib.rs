@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod commit;

@@ -337,7 +337,7 @@ async fn rebalance_status_shows_progress_and_a_stall_with_its_cause() {
     let status = |stall_after_seconds| apb::RebalanceStatusRequest {
         stall_after_seconds,
     };
-    let poll = async |a: &mut apb::admin_client::AdminClient<tonic::transport::Channel>,
+    let poll = async |a: &mut cairn_client::AdminStub,
                       what: &str,
                       done: &dyn Fn(&apb::RebalanceStatusResponse) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -536,7 +536,7 @@ async fn a_rebalance_can_be_paused_cancelled_and_resumed() {
             .expect("load");
     }
     let mut a = admin(&cluster.nodes[0]).await.unwrap().into_stub();
-    let status = async |a: &mut apb::admin_client::AdminClient<tonic::transport::Channel>| {
+    let status = async |a: &mut cairn_client::AdminStub| {
         a.rebalance_status(apb::RebalanceStatusRequest::default())
             .await
             .unwrap()

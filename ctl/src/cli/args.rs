@@ -158,6 +158,143 @@ pub enum Command {
     },
     /// Run a local cluster of cairn-node processes until Ctrl-C.
     Playground(PlaygroundArgs),
+    /// Exchange a password for a session token, printed on stdout
+    /// (`export CAIRN_TOKEN=$(cairnctl login --user root --password-file F)`).
+    Login {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// File holding the password (`-`: stdin); never on the command line.
+        #[arg(long, value_name = "F")]
+        password_file: PathBuf,
+        /// Token lifetime (e.g. `30m`, `8h`); the cluster's default when absent.
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl)]
+        ttl: Option<Duration>,
+    },
+    /// Who the credentials in use are.
+    Whoami,
+    /// Users: add, change, remove, list.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Roles: grants on key prefixes or ranges and admin permissions.
+    Role {
+        /// What to do.
+        #[command(subcommand)]
+        command: RoleCommand,
+    },
+    /// Long-lived API tokens for services.
+    Token {
+        /// What to do.
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Session-token signing keys.
+    Auth {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
+}
+
+/// `cairnctl user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (fails if it exists).
+    Add(UserArgs),
+    /// Replace a user's roles and certificate identities (and password, if
+    /// given); ends its sessions.
+    Set(UserArgs),
+    /// Change a user's password, keeping its roles; ends its sessions.
+    Passwd {
+        /// The user.
+        name: String,
+        /// File holding the new password (`-`: stdin).
+        #[arg(long, value_name = "F")]
+        password_file: PathBuf,
+    },
+    /// Remove a user (its sessions and API tokens stop working).
+    Remove {
+        /// The user.
+        name: String,
+    },
+    /// List users.
+    List,
+}
+
+/// A user's settings.
+#[derive(Debug, Args)]
+pub struct UserArgs {
+    /// The user.
+    pub name: String,
+    /// File holding the password (`-`: stdin); a user without one signs in
+    /// only by API token or certificate.
+    #[arg(long, value_name = "F")]
+    pub password_file: Option<PathBuf>,
+    /// A role to hold (repeatable): root, readonly, or one of `cairnctl role list`.
+    #[arg(long = "role", value_name = "R")]
+    pub roles: Vec<String>,
+    /// A client-certificate SAN (URI or DNS name, exactly) that signs in as
+    /// this user (repeatable).
+    #[arg(long = "certificate", value_name = "SAN")]
+    pub certificates: Vec<String>,
+}
+
+/// `cairnctl role ...`
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create or replace a role.
+    #[command(after_help = ROLE_HELP)]
+    Add {
+        /// The role.
+        name: String,
+        /// A key grant (repeatable): `prefix=P:PERMS` or `range=START..END:PERMS`,
+        /// PERMS a comma list of read, write, delete, scan.
+        #[arg(long = "rule", value_name = "RULE")]
+        rules: Vec<String>,
+        /// An admin permission (repeatable): cluster_read, node_lifecycle,
+        /// rebalance, users.
+        #[arg(long = "admin", value_name = "P")]
+        admin: Vec<String>,
+    },
+    /// Remove a role (refused while a user holds it).
+    Remove {
+        /// The role.
+        name: String,
+    },
+    /// List roles and their grants.
+    List,
+}
+
+const ROLE_HELP: &str = "Examples:\n  cairnctl role add app --rule prefix=app/:read,write,delete,scan\n  cairnctl role add auditor --rule range=a..m:read,scan --admin cluster_read";
+
+/// `cairnctl token ...`
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token for a user; the token is printed once.
+    Create {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Revoke an API token by id.
+    Revoke {
+        /// The token id (`cairnctl user list` shows them).
+        id: String,
+    },
+}
+
+/// `cairnctl auth ...`
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Sign new session tokens with a fresh key (old keys keep verifying
+    /// until their tokens expire).
+    RotateKey,
 }
 
 /// `cairnctl cluster ...`

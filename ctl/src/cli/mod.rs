@@ -2,6 +2,7 @@
 //! output formatting and exit codes. Compiled into the binary only (it uses
 //! `anyhow`, which the library does not).
 
+mod access;
 mod admin;
 mod args;
 mod execute;
@@ -42,6 +43,7 @@ enum Plan {
     Shards,
     Node(args::NodeCommand),
     Rebalance(args::RebalanceCommand),
+    Access(access::AccessCommand),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,7 +79,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         args::Command::Shards => Plan::Shards,
         args::Command::Node { command } => Plan::Node(command),
         args::Command::Rebalance { command } => Plan::Rebalance(command),
-        command => Plan::Kv(request::prepare(command)?),
+        command => match access::prepare(command)? {
+            access::Prepared::Access(a) => Plan::Access(a),
+            access::Prepared::Other(command) => Plan::Kv(request::prepare(command)?),
+        },
     };
     let endpoints: Vec<String> = cli
         .endpoints
@@ -112,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Plan::Node(command) => node::run(&client, command, format, &mut out).await?,
         Plan::Rebalance(command) => node::rebalance(&client, command, format, &mut out).await?,
         Plan::Kv(operation) => execute::execute(&client, operation, format, &mut out).await?,
+        Plan::Access(command) => access::run(&client, command, format, &mut out).await?,
     }
     out.flush().context("writing output")
 }

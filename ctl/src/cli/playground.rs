@@ -72,6 +72,9 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
         args: Vec::new(),
         hosts,
         secure: p.secure,
+        // A secured playground has authentication on too: a root password
+        // is generated, and the admin certificate signs in as root.
+        auth: p.secure,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the Ctrl-C handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
@@ -98,7 +101,12 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
                     f("admin.pem"),
                     f("admin.key")
                 ),
-                format!(" --cacert {}", f("ca.pem")),
+                format!(
+                    " --cacert {} --cert {} --key {}",
+                    f("ca.pem"),
+                    f("admin.pem"),
+                    f("admin.key")
+                ),
                 "https",
             )
         }
@@ -131,8 +139,19 @@ pub async fn run(p: PlaygroundArgs) -> anyhow::Result<()> {
     );
     if let Some(dir) = cluster.tls_dir() {
         println!(
-            "TLS: CA, node and admin certificates in {} (the admin certificate is the client credential; there are no passwords yet)",
+            "TLS: CA, node and admin certificates in {} (the admin certificate signs in as user root)",
             dir.display()
+        );
+    }
+    if let Some(password) = cluster.root_password_file() {
+        println!(
+            "auth: on; the root password is in {} — a session token for other tools:",
+            password.display()
+        );
+        println!(
+            "      export CAIRN_TOKEN=$(cairnctl{ctl_tls} --endpoints {} login --user root --password-file {})",
+            grpc.join(","),
+            password.display()
         );
     }
     println!(

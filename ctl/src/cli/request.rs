@@ -122,7 +122,13 @@ pub fn prepare(command: Command) -> Result<Operation, UsageError> {
         | Command::Shards
         | Command::Node { .. }
         | Command::Rebalance { .. }
-        | Command::Playground(_) => {
+        | Command::Playground(_)
+        | Command::Login { .. }
+        | Command::Whoami
+        | Command::User { .. }
+        | Command::Role { .. }
+        | Command::Token { .. }
+        | Command::Auth { .. } => {
             return Err(UsageError::new(
                 "cluster commands are not key-value operations".into(),
             ));

@@ -21,6 +21,15 @@ use crate::cluster::meta::{self, META_SHARD, NodeRecord, NodeState};
 use crate::cluster::observe::{ClusterObserver, Gathered, ObservedShard, state_of};
 use crate::cluster::{Cluster, ClusterError, balancer};
 
+/// The admin client a node forwards calls to the meta leader (or a shard's
+/// leader) with: it names the caller, who is checked there again.
+type Forwarder = apb::admin_client::AdminClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::auth::gate::StampCaller,
+    >,
+>;
+
 /// Admin front end over a node's [`Cluster`].
 #[derive(Clone)]
 pub struct AdminGrpc {
@@ -67,22 +76,25 @@ impl AdminGrpc {
         self.observer.clone()
     }
 
-    /// The tonic service.
-    pub fn into_server(self) -> apb::admin_server::AdminServer<Self> {
-        apb::admin_server::AdminServer::new(self)
+    /// The tonic service, behind `gate` (every call is authorized by its
+    /// path before it reaches a handler).
+    pub fn into_server(
+        self,
+        gate: crate::auth::AccessGate,
+    ) -> crate::auth::admin_gate::AdminGate<apb::admin_server::AdminServer<Self>> {
+        crate::auth::admin_gate::AdminGate::new(apb::admin_server::AdminServer::new(self), gate)
     }
 
-    fn client(
-        &self,
-        id: u64,
-        addr: &str,
-    ) -> Result<apb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
+    fn client(&self, id: u64, addr: &str) -> Result<Forwarder, Status> {
         let ch = self
             .cluster
             .peers()
             .channel(id, addr)
             .map_err(Status::unavailable)?;
-        Ok(apb::admin_client::AdminClient::new(ch))
+        Ok(apb::admin_client::AdminClient::with_interceptor(
+            ch,
+            crate::auth::gate::StampCaller,
+        ))
     }
 
     /// Whether this node leads the meta group (where membership changes run).
@@ -105,7 +117,7 @@ impl AdminGrpc {
         &self,
         req: Request<apb::NodeRequest>,
         forward: impl AsyncFnOnce(
-            apb::admin_client::AdminClient<tonic::transport::Channel>,
+            Forwarder,
             apb::NodeRequest,
         ) -> Result<Response<apb::NodeStateResponse>, Status>,
         act: impl AsyncFnOnce(&Cluster, u64, u64) -> Result<NodeState, ClusterError>,
@@ -121,9 +133,7 @@ impl AdminGrpc {
     }
 
     /// An admin client to the meta group's leader.
-    fn meta_leader_client(
-        &self,
-    ) -> Result<apb::admin_client::AdminClient<tonic::transport::Channel>, Status> {
+    fn meta_leader_client(&self) -> Result<Forwarder, Status> {
         let leader = self
             .cluster
             .leader(META_SHARD)

@@ -3,11 +3,14 @@
 use std::future::Future;
 use std::time::Instant;
 
+use cairn_auth::policy::Principal;
+use cairn_auth::{Call, KvCall};
 use cairn_proto::kv::v1 as pb;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use super::status::to_status;
+use crate::auth::{AccessGate, CALLER, Caller, Credentials};
 use crate::kv::forward::FORWARDED_METADATA;
 use crate::kv::{KvError, KvStore};
 use crate::metrics::Metrics;
@@ -17,12 +20,32 @@ use crate::metrics::Metrics;
 pub struct KvGrpc {
     store: KvStore,
     metrics: Metrics,
+    gate: AccessGate,
 }
 
 impl KvGrpc {
-    /// Serves `store`, recording request metrics in `metrics`.
-    pub fn new(store: KvStore, metrics: Metrics) -> Self {
-        Self { store, metrics }
+    /// Serves `store`, admitting requests through `gate` and recording
+    /// request metrics in `metrics`.
+    pub fn new(store: KvStore, metrics: Metrics, gate: AccessGate) -> Self {
+        Self {
+            store,
+            metrics,
+            gate,
+        }
+    }
+
+    /// Whether the caller of `req` may make `call`; who they are, for
+    /// forwarded reads to name.
+    fn admit<T>(&self, req: &Request<T>, call: KvCall<'_>) -> Result<Caller, KvError> {
+        let creds = Credentials::of_grpc(req);
+        let principal = self.gate.check("grpc", &creds, &Call::Kv(call))?;
+        Ok(Caller {
+            bearer: creds.bearer,
+            user: match principal {
+                Some(Principal::User { name, .. }) => Some(name),
+                _ => None,
+            },
+        })
     }
 
     /// The tonic service, with message size limits that let the service
@@ -34,15 +57,19 @@ impl KvGrpc {
             .max_encoding_message_size(usize::MAX)
     }
 
-    /// Runs one call in `span`, recording its metrics.
+    /// Runs one admitted call in `span` (as `caller`), recording its metrics.
     async fn serve<T>(
         &self,
         method: &'static str,
         span: tracing::Span,
+        admitted: Result<Caller, KvError>,
         call: impl Future<Output = Result<T, KvError>>,
     ) -> Result<Response<T>, Status> {
         let started = Instant::now();
-        let r = call.instrument(span).await;
+        let r = match admitted {
+            Ok(caller) => CALLER.scope(caller, call.instrument(span)).await,
+            Err(e) => Err(e),
+        };
         let code = match &r {
             Ok(_) => "ok",
             Err(e) => e.code().as_str(),
@@ -74,17 +101,15 @@ fn forwarded<T>(req: &Request<T>) -> bool {
 impl pb::kv_server::Kv for KvGrpc {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let span = edge_span("Get", &req);
-        self.serve(
-            "Get",
-            span,
-            self.store.get_from(req.get_ref(), forwarded(&req)),
-        )
-        .await
+        let admitted = self.admit(&req, KvCall::Get(req.get_ref()));
+        let call = self.store.get_from(req.get_ref(), forwarded(&req));
+        self.serve("Get", span, admitted, call).await
     }
 
     async fn put(&self, req: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
         let span = edge_span("Put", &req);
-        self.serve("Put", span, self.store.put(req.into_inner()))
+        let admitted = self.admit(&req, KvCall::Put(req.get_ref()));
+        self.serve("Put", span, admitted, self.store.put(req.into_inner()))
             .await
     }
 
@@ -93,8 +118,14 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::UpdateResponse>, Status> {
         let span = edge_span("Update", &req);
-        self.serve("Update", span, self.store.update(req.into_inner()))
-            .await
+        let admitted = self.admit(&req, KvCall::Update(req.get_ref()));
+        self.serve(
+            "Update",
+            span,
+            admitted,
+            self.store.update(req.into_inner()),
+        )
+        .await
     }
 
     async fn delete(
@@ -102,8 +133,14 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let span = edge_span("Delete", &req);
-        self.serve("Delete", span, self.store.delete(req.into_inner()))
-            .await
+        let admitted = self.admit(&req, KvCall::Delete(req.get_ref()));
+        self.serve(
+            "Delete",
+            span,
+            admitted,
+            self.store.delete(req.into_inner()),
+        )
+        .await
     }
 
     async fn batch_get(
@@ -111,8 +148,9 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::BatchGetRequest>,
     ) -> Result<Response<pb::BatchGetResponse>, Status> {
         let span = edge_span("BatchGet", &req);
+        let admitted = self.admit(&req, KvCall::BatchGet(req.get_ref()));
         let call = self.store.batch_get_from(req.get_ref(), forwarded(&req));
-        self.serve("BatchGet", span, call).await
+        self.serve("BatchGet", span, admitted, call).await
     }
 
     async fn batch(
@@ -120,13 +158,15 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::BatchRequest>,
     ) -> Result<Response<pb::BatchResponse>, Status> {
         let span = edge_span("Batch", &req);
-        self.serve("Batch", span, self.store.batch(req.into_inner()))
+        let admitted = self.admit(&req, KvCall::Batch(req.get_ref()));
+        self.serve("Batch", span, admitted, self.store.batch(req.into_inner()))
             .await
     }
 
     async fn txn(&self, req: Request<pb::TxnRequest>) -> Result<Response<pb::TxnResponse>, Status> {
         let span = edge_span("Txn", &req);
-        self.serve("Txn", span, self.store.txn(req.into_inner()))
+        let admitted = self.admit(&req, KvCall::Txn(req.get_ref()));
+        self.serve("Txn", span, admitted, self.store.txn(req.into_inner()))
             .await
     }
 
@@ -135,8 +175,14 @@ impl pb::kv_server::Kv for KvGrpc {
         req: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let span = edge_span("Scan", &req);
+        let admitted = self.admit(&req, KvCall::Scan(req.get_ref()));
         let hop = forwarded(&req);
-        self.serve("Scan", span, self.store.scan_from(req.into_inner(), hop))
-            .await
+        self.serve(
+            "Scan",
+            span,
+            admitted,
+            self.store.scan_from(req.into_inner(), hop),
+        )
+        .await
     }
 }

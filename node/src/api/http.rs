@@ -37,21 +37,58 @@ use tracing::Instrument as _;
 
 use super::status::http_status;
 use crate::apply::ApplyError;
+use crate::auth::{AccessGate, CALLER, Caller, Credentials};
 use crate::kv::{KvError, KvStore};
 use crate::metrics::Metrics;
+use cairn_auth::KvCall;
+use cairn_auth::policy::Principal;
 
 /// Shared state of the gateway.
 #[derive(Clone)]
 struct Gateway {
     store: KvStore,
     metrics: Metrics,
+    gate: AccessGate,
 }
 
-/// Builds the gateway router.
-pub fn router(store: KvStore, metrics: Metrics) -> Router {
-    Router::new()
-        .fallback(dispatch)
-        .with_state(Gateway { store, metrics })
+/// The gateway's routes, as `(method, path)`: what the authorization matrix
+/// walks (every route is classified by [`GatewayRequest::call`]).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/store"),
+    ("GET", "/store"),
+    ("HEAD", "/store"),
+    ("PUT", "/store/{key}"),
+    ("GET", "/store/{key}"),
+    ("HEAD", "/store/{key}"),
+    ("DELETE", "/store/{key}"),
+    ("PATCH", "/store/{key}"),
+    ("UPDATE", "/store/{key}"),
+];
+
+/// What the gateway knows of a connection: its client certificate and
+/// address (TLS), or its address.
+#[derive(Debug, Clone)]
+pub struct HttpPeer(pub cairn_tls::ConnInfo);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for HttpPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(cairn_tls::ConnInfo {
+            remote: Some(*stream.remote_addr()),
+            identity: None,
+        })
+    }
+}
+
+/// Builds the gateway router; requests pass `gate`.
+pub fn router(store: KvStore, metrics: Metrics, gate: AccessGate) -> Router {
+    Router::new().fallback(dispatch).with_state(Gateway {
+        store,
+        metrics,
+        gate,
+    })
 }
 
 async fn dispatch(State(gw): State<Gateway>, req: Request) -> Response {
@@ -158,6 +195,19 @@ pub enum GatewayRequest {
         /// `encoding=base64`: keys and values in the answer are base64.
         base64: bool,
     },
+}
+
+impl GatewayRequest {
+    /// The request as the permission check classifies it.
+    pub fn call(&self) -> KvCall<'_> {
+        match self {
+            GatewayRequest::Put { req, .. } => KvCall::Put(req),
+            GatewayRequest::Update(req) => KvCall::Update(req),
+            GatewayRequest::Delete(req) => KvCall::Delete(req),
+            GatewayRequest::Get { req, .. } => KvCall::Get(req),
+            GatewayRequest::Scan { req, .. } => KvCall::Scan(req),
+        }
+    }
 }
 
 /// Which route a path is: `/store`, `/store/{key}` (with the raw,
@@ -281,6 +331,11 @@ impl Gateway {
 
     async fn serve(&self, req: Request) -> HttpResult {
         let (parts, body) = req.into_parts();
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<HttpPeer>>()
+            .map(|c| c.0.0.clone());
+        let creds = Credentials::of_http(&parts.headers, peer.as_ref());
         let m = parts.method.as_str();
         let limits = self.store.limits();
         let body_limit = match route_of(parts.uri.path()) {
@@ -301,7 +356,23 @@ impl Gateway {
             }
             None => Bytes::new(),
         };
-        match decode_request(&parts.method, &parts.uri, &parts.headers, &body)? {
+        let request = decode_request(&parts.method, &parts.uri, &parts.headers, &body)?;
+        let principal = self
+            .gate
+            .check("http", &creds, &cairn_auth::Call::Kv(request.call()))
+            .map_err(KvError::from)?;
+        let caller = Caller {
+            bearer: creds.bearer,
+            user: match principal {
+                Some(Principal::User { name, .. }) => Some(name),
+                _ => None,
+            },
+        };
+        CALLER.scope(caller, self.answer(request)).await
+    }
+
+    async fn answer(&self, request: GatewayRequest) -> HttpResult {
+        match request {
             GatewayRequest::Put { req, if_none_match } => match self.store.put(req).await {
                 Ok(r) => Ok(put_response(&r)),
                 Err(e @ KvError::Refused(ApplyError::KeyExists { .. })) if if_none_match => {

@@ -301,7 +301,7 @@ impl Cluster {
                 0,
             )
             .await?;
-        if !meta::plan_replaced(&resp) {
+        if !meta::txn_succeeded(&resp) {
             return Err(ClusterError::NoLeader {
                 shard: META_SHARD,
                 detail: "the placement plan changed concurrently; retry".into(),

@@ -184,7 +184,7 @@ pub fn read_plan_versioned(engine: &Engine) -> Result<Option<(PlacementPlan, u64
 /// The command that records `plan` when the stored plan is still the one
 /// written at meta revision `written_at` (0: when there is none), so a
 /// writer working from a stale read changes nothing. See
-/// [`plan_replaced`] for the outcome.
+/// [`txn_succeeded`] for the outcome.
 ///
 /// # Errors
 /// Serialisation failure.
@@ -218,8 +218,9 @@ pub fn replace_plan(
     }))
 }
 
-/// Whether a [`replace_plan`] command wrote its plan.
-pub fn plan_replaced(resp: &crate::raft::ShardResponse) -> bool {
+/// Whether a conditional meta command (such as [`replace_plan`]) found its
+/// conditions holding and applied.
+pub fn txn_succeeded(resp: &crate::raft::ShardResponse) -> bool {
     use prost::Message as _;
     match &resp.outcome {
         Some(Ok(crate::apply::EncodedOutput::Txn(b))) => {

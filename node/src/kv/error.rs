@@ -60,6 +60,10 @@ pub enum KvError {
     /// shard's leadership moved) succeeds.
     #[error("{0}")]
     DiskFull(String),
+    /// The access gate refused the request (no valid credential, or the
+    /// caller's roles do not grant it); nothing was read or applied.
+    #[error(transparent)]
+    Access(#[from] crate::auth::AccessError),
     /// The node this read was forwarded to answered with an error; it is
     /// passed on as it came (code, message and error-code metadata).
     #[error("{}", .0.message())]
@@ -81,6 +85,7 @@ impl KvError {
             Self::Storage(_) => ErrorCode::StorageError,
             Self::Internal(_) => ErrorCode::Internal,
             Self::DiskFull(_) => ErrorCode::DiskFull,
+            Self::Access(e) => e.code,
             Self::Remote(_) => ErrorCode::RemoteError,
         }
     }

@@ -87,14 +87,17 @@ fn client(cluster: &Cluster, to: &LeaderHint) -> Result<KvClient<Channel>, KvErr
         .max_encoding_message_size(MAX_FORWARD_MESSAGE))
 }
 
-/// `message` marked as forwarded, with the forwarding timeout and the
-/// caller's trace context.
+/// `message` marked as forwarded, with the forwarding timeout, the
+/// caller's trace context and the caller's identity (their bearer token, and
+/// their user name, which the receiving node trusts only from a node
+/// certificate): the receiving node checks the request again.
 fn marked<T>(message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     request.metadata_mut().insert(
         FORWARDED_METADATA,
         tonic::metadata::MetadataValue::from_static("1"),
     );
+    crate::auth::gate::stamp_caller(request.metadata_mut());
     request.set_timeout(FORWARD_TIMEOUT);
     crate::telemetry::inject_current(request.metadata_mut());
     request

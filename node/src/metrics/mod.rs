@@ -35,6 +35,9 @@ pub struct Metrics {
     pub commit_write_duration: Histogram,
     /// Expired keys removed by the reaper.
     pub ttl_expired_keys: IntCounter,
+    /// Requests the access gate refused, by reason (see
+    /// [`crate::auth::gate::DENIAL_REASONS`]).
+    pub auth_denials: IntCounterVec,
     /// What the replicated layer records (present on standalone nodes
     /// too, where it stays at zero).
     pub cluster: ClusterMetrics,
@@ -198,6 +201,17 @@ impl Metrics {
             "cairn_ttl_expired_keys_total",
             "Expired keys removed by the reaper.",
         )?;
+        let auth_denials = IntCounterVec::new(
+            Opts::new(
+                "cairn_auth_denials_total",
+                "Requests refused by access control, by reason.",
+            ),
+            &["reason"],
+        )?;
+        for reason in crate::auth::gate::DENIAL_REASONS {
+            auth_denials.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(auth_denials.clone()))?;
         let cluster = ClusterMetrics::new()?;
         cluster.register(&registry)?;
         registry.register(Box::new(requests.clone()))?;
@@ -216,6 +230,7 @@ impl Metrics {
             commit_group_commands,
             commit_write_duration,
             ttl_expired_keys,
+            auth_denials,
             cluster,
         })
     }

@@ -72,6 +72,52 @@ pub struct Config {
     pub rebalance: RebalanceTuning,
     /// TLS for the gRPC (client and peer) and HTTP listeners.
     pub tls: TlsSettings,
+    /// Authentication, tokens and the audit log.
+    pub auth: AuthSettings,
+}
+
+/// Access-control settings (`[auth]` in the config file). Whether
+/// authentication is on is the cluster's state (the meta group), not a
+/// node flag: `root-password-file` turns it on once, cluster-wide.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthSettings {
+    /// File holding the root user's password (e.g. a mounted Secret). When
+    /// the cluster has no auth configuration yet, this node creates the
+    /// `root` user with it and turns authentication on; afterwards the file
+    /// is not read again. There is never a default password.
+    pub root_password_file: Option<PathBuf>,
+    /// Where audit lines go: a file path, or `-` for stderr (the default).
+    pub audit_log: PathBuf,
+    /// Lifetime of a session token when the login asks for none (ms,
+    /// default 10 minutes).
+    pub token_ttl_ms: u64,
+    /// Longest session-token lifetime a login may ask for (ms, default 24 h);
+    /// also how long a rotated-out signing key keeps verifying.
+    pub max_token_ttl_ms: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            root_password_file: None,
+            audit_log: PathBuf::from("-"),
+            token_ttl_ms: 600_000,
+            max_token_ttl_ms: 86_400_000,
+        }
+    }
+}
+
+impl AuthSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.token_ttl_ms < 1000 || self.token_ttl_ms > self.max_token_ttl_ms {
+            return Err(ConfigError::Invalid(format!(
+                "auth token-ttl-ms {} must be at least 1000 and at most max-token-ttl-ms ({})",
+                self.token_ttl_ms, self.max_token_ttl_ms
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// TLS settings (`[tls]` in the config file). Setting `ca`, `cert` and
@@ -183,6 +229,7 @@ impl Default for Config {
             raft: RaftTuning::default(),
             rebalance: RebalanceTuning::default(),
             tls: TlsSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -303,6 +350,16 @@ pub struct Cli {
     /// Close client connections after this many milliseconds (0: never).
     #[arg(long, env = "CAIRN_TLS_MAX_CONNECTION_AGE_MS")]
     pub tls_max_connection_age_ms: Option<u64>,
+    /// File with the root password: turns authentication on, once, for the
+    /// whole cluster (creates user root).
+    #[arg(long, env = "CAIRN_AUTH_ROOT_PASSWORD_FILE")]
+    pub auth_root_password_file: Option<PathBuf>,
+    /// Audit log file, or - for stderr.
+    #[arg(long, env = "CAIRN_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+    /// Default session-token lifetime in milliseconds.
+    #[arg(long, env = "CAIRN_AUTH_TOKEN_TTL_MS")]
+    pub auth_token_ttl_ms: Option<u64>,
 }
 
 /// Why the configuration could not be loaded.
@@ -407,6 +464,8 @@ impl Config {
             tls_cluster_name => tls.cluster_name,
             tls_reload_interval_ms => tls.reload_interval_ms,
             tls_max_connection_age_ms => tls.max_connection_age_ms,
+            audit_log => auth.audit_log,
+            auth_token_ttl_ms => auth.token_ttl_ms,
         );
         replace_if_set!(
             otlp_endpoint => otlp_endpoint,
@@ -416,6 +475,7 @@ impl Config {
             tls_cert => tls.cert,
             tls_key => tls.key,
             tls_crl => tls.crl,
+            auth_root_password_file => auth.root_password_file,
         );
         c.bootstrap |= cli.bootstrap;
         c.validate()?;
@@ -429,6 +489,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::partition::ShardCount::new(self.shards).map_err(ConfigError::Invalid)?;
         self.tls.validate()?;
+        self.auth.validate()?;
         if self.node_id == 0 {
             return Err(ConfigError::Invalid("node-id must be at least 1".into()));
         }

@@ -19,6 +19,7 @@ pub use config::{Cli, Config, ConfigError};
 
 use crate::api::admin::AdminGrpc;
 use crate::api::grpc::KvGrpc;
+use crate::api::http::HttpPeer;
 use crate::clock::Clock;
 use crate::cluster::meta::ClusterRecord;
 use crate::cluster::{ClusterError, ClusterOptions, join};
@@ -117,6 +118,21 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         }
     };
 
+    let root_password = match &config.auth.root_password_file {
+        None => None,
+        Some(path) => Some(read_root_password(path)?),
+    };
+    let audit = if config.auth.audit_log.as_os_str() == "-" {
+        crate::auth::audit::AuditLog::stderr()
+    } else {
+        crate::auth::audit::AuditLog::file(&config.auth.audit_log).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "audit-log {}: {e}",
+                config.auth.audit_log.display()
+            ))
+        })?
+    };
+
     let mut opts = StoreOptions {
         engine: EngineOptions {
             data_dir: config.data_dir.clone(),
@@ -137,6 +153,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let role = identity::stored_role(&engine)?;
     let clustered =
         config.bootstrap || !config.join.is_empty() || matches!(role, StoredRole::Member { .. });
+    if root_password.is_some() && !clustered {
+        return Err(ConfigError::Invalid(
+            "auth root-password-file needs a cluster member (--bootstrap or --join): users and roles live in the meta group, which a standalone node does not have".into(),
+        )
+        .into());
+    }
     let mut new_cluster = None;
     let was_member = matches!(role, StoredRole::Member { .. });
     let (store, cluster) = if clustered {
@@ -233,6 +255,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         if cluster.is_some() {
             builder
                 .with_service_name("cairn.admin.v1.Admin")
+                .with_service_name("cairn.auth.v1.Auth")
                 .with_service_name("cairn.raft.v1.RaftTransport")
         } else {
             builder
@@ -244,10 +267,29 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .map_err(|e| ServerError::Setup(format!("gRPC reflection v1alpha: {e}")))?;
+    let gate = crate::auth::AccessGate::new(
+        cluster.clone(),
+        config.node_id,
+        tls.as_ref().map(|_| config.tls.cluster_name.clone()),
+        clock.clone(),
+        audit,
+        metrics.auth_denials.clone(),
+    );
     let admin_service = cluster
         .as_ref()
         .map(|c| AdminGrpc::new(c.clone(), clock.clone()));
-    let admin = admin_service.clone().map(AdminGrpc::into_server);
+    let admin = admin_service.clone().map(|a| a.into_server(gate.clone()));
+    let auth_service = cluster.as_ref().map(|c| {
+        crate::auth::service::AuthGrpc::new(
+            c.clone(),
+            gate.clone(),
+            crate::auth::service::TokenTimes {
+                default_ttl: Duration::from_millis(config.auth.token_ttl_ms),
+                max_ttl: Duration::from_millis(config.auth.max_token_ttl_ms),
+            },
+        )
+        .into_server()
+    });
     let transport = cluster.as_ref().map(|c| {
         RaftTransportService::shared(c.clone() as Arc<dyn crate::raft::network::GroupHost>)
             .into_server_for(
@@ -255,7 +297,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
                 tls.as_ref().map(|_| config.tls.cluster_name.as_str()),
             )
     });
-    let kv = KvGrpc::new(store.clone(), metrics.clone()).into_server();
+    let kv = KvGrpc::new(store.clone(), metrics.clone(), gate.clone()).into_server();
     // Nagle off: without it every small response waits for the client's
     // delayed ACK (~40 ms per request). Keepalive finds dead peers.
     let grpc_stop = wait_stop(stop_rx.clone());
@@ -271,6 +313,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
         .add_service(reflection_v1alpha)
         .add_service(kv)
         .add_optional_service(admin)
+        .add_optional_service(auth_service)
         .add_optional_service(transport);
     let grpc_shutdown = async move {
         grpc_stop.await;
@@ -305,17 +348,27 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     };
     servers.push(("gRPC", grpc_server));
 
-    let http_router = crate::api::http::router(store.clone(), metrics.clone());
+    let http_router = crate::api::http::router(store.clone(), metrics.clone(), gate.clone());
     let http_server = match &tls {
-        None => serve_http(http_l, http_router, stop_rx.clone()),
+        None => {
+            let stop = stop_rx.clone();
+            let app = http_router.into_make_service_with_connect_info::<HttpPeer>();
+            tokio::spawn(async move {
+                axum::serve(http_l, app)
+                    .with_graceful_shutdown(wait_stop(stop))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
         Some(tls) => {
             let listener = HttpsListener {
                 local: http_addr,
                 incoming: tls.incoming(http_l, cairn_tls::Alpn::Http1),
             };
             let stop = stop_rx.clone();
+            let app = http_router.into_make_service_with_connect_info::<HttpPeer>();
             tokio::spawn(async move {
-                axum::serve(listener, http_router)
+                axum::serve(listener, app)
                     .with_graceful_shutdown(wait_stop(stop))
                     .await
                     .map_err(|e| e.to_string())
@@ -408,6 +461,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
             "replica gc",
             tokio::spawn(crate::cluster::replica_gc::run(c.clone(), stop_rx.clone())),
         ));
+        if let Some(password) = root_password {
+            background.push((
+                "auth bootstrap",
+                tokio::spawn(bootstrap_auth(
+                    c.clone(),
+                    gate.clone(),
+                    password,
+                    stop_rx.clone(),
+                )),
+            ));
+        }
         if let Some(admin) = admin_service {
             background.push((
                 "balancer",
@@ -461,6 +525,56 @@ fn check_node_identity(tls: &cairn_tls::TlsContext, config: &Config) -> Result<(
         has.map_or_else(|| "no node".to_string(), |h| h.uri())
     ))
     .into())
+}
+
+/// Reads the root password file: one line, trailing newline dropped.
+fn read_root_password(path: &std::path::Path) -> Result<String, ServerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!("auth root-password-file {}: {e}", path.display()))
+    })?;
+    let password = text.trim_end_matches(['\n', '\r']).to_string();
+    cairn_auth::password::check_strength(&password).map_err(|e| {
+        ConfigError::Invalid(format!("auth root-password-file {}: {e}", path.display()))
+    })?;
+    Ok(password)
+}
+
+/// Turns authentication on with the root password, unless the cluster has
+/// it on already; retried until the meta group answers.
+async fn bootstrap_auth(
+    cluster: Arc<crate::cluster::Cluster>,
+    gate: crate::auth::AccessGate,
+    password: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        match crate::auth::service::bootstrap_root(&cluster, &gate, &password).await {
+            Ok(true) => {
+                tracing::info!(
+                    "authentication turned on: user root created from the root password file"
+                );
+                return;
+            }
+            Ok(false) if gate.enabled().unwrap_or(false) => {
+                tracing::info!("authentication is on already; the root password file was not used");
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::debug!(error = %e, "turning authentication on: retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, HttpsListener>>
+    for HttpPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, HttpsListener>) -> Self {
+        Self(stream.io().info().clone())
+    }
 }
 
 /// The HTTP gateway's connections over TLS, for axum.
