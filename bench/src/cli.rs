@@ -58,6 +58,10 @@ pub struct Args {
     /// Speak TLS to Cairn (`cairn` target), trusting this CA bundle (PEM).
     #[arg(long, value_name = "F")]
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Bearer token for a Cairn cluster with authentication on (`cairn`
+    /// target): a session token from `cairnctl login` or an API token.
+    #[arg(long, value_name = "T", env = "CAIRN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -171,6 +175,7 @@ impl Args {
                 serializable: self.serializable,
                 op_timeout: self.op_timeout,
                 tls_ca: self.tls_ca.clone(),
+                token: self.token.clone(),
             },
             workload,
             distribution: self.distribution.unwrap_or(workload.default_distribution),

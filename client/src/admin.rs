@@ -38,6 +38,16 @@ pub type AccessStub =
 #[derive(Debug, Clone, Default)]
 pub struct Authorize(pub(crate) Option<AsciiMetadataValue>);
 
+impl Authorize {
+    /// Sends `token` as a bearer token (`None`: sends nothing).
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidToken`] for an empty or non-printable token.
+    pub fn token(token: Option<&str>) -> Result<Self, ClientError> {
+        Ok(Self(token.map(crate::client::bearer).transpose()?))
+    }
+}
+
 impl tonic::service::Interceptor for Authorize {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(v) = &self.0 {

@@ -12,6 +12,8 @@
 //! the audit log and denial metrics show what happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +28,6 @@ use cairn_proto::raft::v1 as rpb;
 use cairn_testkit::cluster::{ClusterSpec, LocalCluster};
 use cairn_tls::{TlsContext, TlsMetrics, TlsPaths};
 use prost::Message as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -633,16 +634,6 @@ async fn http_status(
     body: &str,
     token: &Option<String>,
 ) -> u16 {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut config = (*tls.client_config()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let mut s = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
     let auth = token
         .as_ref()
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
@@ -651,10 +642,7 @@ async fn http_status(
         "{method} {target} HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n{auth}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let _ = s.read_to_end(&mut answer).await;
-    let text = String::from_utf8_lossy(&answer);
+    let text = common::https_exchange(addr, tls, head.as_bytes()).await;
     text.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())

@@ -16,7 +16,6 @@ use cairn_testkit::cluster::{ClusterSpec, LocalCluster};
 use cairn_testkit::conformance;
 use cairn_tls::{TlsContext, TlsMetrics, TlsPaths};
 use common::history::{History, check_history, spawn_writers};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn secured(nodes: usize) -> LocalCluster {
     LocalCluster::start(ClusterSpec::new(nodes, 8).secure())
@@ -73,22 +72,12 @@ async fn a_secured_cluster_serves_over_tls_only() {
 
     // The HTTP gateway speaks HTTPS with the same certificate.
     let node = &cluster.nodes[1];
-    let tcp = tokio::net::TcpStream::connect(node.http).await.unwrap();
-    let mut config = (*tls.client_config()).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(
-            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    stream
-        .write_all(b"GET /store/over-tls HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
+    let answer = common::https_exchange(
+        node.http,
+        &tls,
+        b"GET /store/over-tls HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("yes"), "{answer}");
 }
@@ -196,4 +185,29 @@ async fn a_secured_cluster_fails_over_without_losing_a_write() {
     // The killed node comes back over TLS and catches up.
     cluster.nodes[victim].start_again().unwrap();
     cluster.wait_settled(Duration::from_secs(60)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_metrics_the_metrics_port_speaks_only_tls() {
+    let mut spec = ClusterSpec::new(1, 4).secure();
+    spec.args.push("--tls-metrics".into());
+    let cluster = LocalCluster::start(spec).await.unwrap();
+    let tls = cluster.client_tls().unwrap();
+    let node = &cluster.nodes[0];
+    let answer = common::https_exchange(
+        node.metrics,
+        &tls,
+        b"GET /metrics HTTP/1.1\r\nHost: cairn\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("cairn_tls_cert_expiry_timestamp_seconds"),
+        "{answer}"
+    );
+    let plain = reqwest::get(format!("http://{}/metrics", node.metrics)).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plaintext metrics were served"
+    );
 }

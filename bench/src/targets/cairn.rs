@@ -9,6 +9,7 @@
 use anyhow::Context as _;
 use cairn_proto::kv::v1 as pb;
 use pb::kv_client::KvClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::{Connection, Target, TargetOptions};
@@ -19,6 +20,7 @@ use crate::keygen::KEY_RANGE_END;
 pub struct CairnTarget {
     channels: Vec<Channel>,
     consistency: pb::Consistency,
+    authorize: cairn_client::Authorize,
 }
 
 impl CairnTarget {
@@ -59,6 +61,7 @@ impl CairnTarget {
         Ok(Self {
             channels,
             consistency,
+            authorize: cairn_client::Authorize::token(options.token.as_deref())?,
         })
     }
 }
@@ -68,7 +71,10 @@ impl Target for CairnTarget {
 
     async fn connection(&self, worker: usize) -> anyhow::Result<CairnConn> {
         Ok(CairnConn {
-            client: KvClient::new(self.channels[worker % self.channels.len()].clone()),
+            client: KvClient::with_interceptor(
+                self.channels[worker % self.channels.len()].clone(),
+                self.authorize.clone(),
+            ),
             consistency: self.consistency,
         })
     }
@@ -77,7 +83,7 @@ impl Target for CairnTarget {
 /// One client's gRPC stub.
 #[derive(Debug, Clone)]
 pub struct CairnConn {
-    client: KvClient<Channel>,
+    client: KvClient<InterceptedService<Channel, cairn_client::Authorize>>,
     consistency: pb::Consistency,
 }
 

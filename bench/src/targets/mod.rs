@@ -63,6 +63,8 @@ pub struct TargetOptions {
     pub op_timeout: Duration,
     /// TLS with this CA bundle (`cairn` target only).
     pub tls_ca: Option<std::path::PathBuf>,
+    /// Bearer token sent with every request (`cairn` target only).
+    pub token: Option<String>,
 }
 
 impl TargetOptions {
@@ -134,6 +136,7 @@ mod tests {
             serializable: false,
             op_timeout: Duration::from_secs(1),
             tls_ca: None,
+            token: None,
         }
     }
 

@@ -15,9 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{Command, CommandOp};
 use crate::cluster::meta::META_SHARD;
 use crate::raft::ShardRequest;
-use crate::storage::keys::{data_key, prefix_successor};
-use crate::storage::record::Record;
-use crate::storage::{CF_DATA, Engine, StorageError};
+use crate::storage::{Engine, StorageError};
 
 /// Where the auth configuration lives.
 pub const CONFIG_KEY: &[u8] = b"auth/config";
@@ -67,19 +65,8 @@ fn json<T: serde::de::DeserializeOwned>(key: &[u8], b: &[u8]) -> Result<T, Stora
 /// # Errors
 /// Storage failure or an unreadable record.
 pub fn read(engine: &Engine) -> Result<AuthRecords, StorageError> {
-    let cf = engine.cf(CF_DATA)?;
-    let start = data_key(META_SHARD, AUTH_PREFIX);
-    let prefix_len = data_key(META_SHARD, b"").len();
-    let mut ro = rocksdb::ReadOptions::default();
-    if let Some(end) = prefix_successor(&start) {
-        ro.set_iterate_upper_bound(end);
-    }
-    let mut it = engine.db().raw_iterator_cf_opt(cf, ro);
-    it.seek(&start);
     let mut out = AuthRecords::default();
-    while let (true, Some(k), Some(v)) = (it.valid(), it.key(), it.value()) {
-        let key = k.get(prefix_len..).unwrap_or_default().to_vec();
-        let rec = Record::decode(v)?;
+    for (key, rec) in crate::cluster::meta::records_under(engine, AUTH_PREFIX)? {
         let rev = rec.meta.mod_revision;
         if key == CONFIG_KEY {
             out.config = Some((json(&key, &rec.value)?, rev));
@@ -96,9 +83,7 @@ pub fn read(engine: &Engine) -> Result<AuthRecords, StorageError> {
                 (json(&key, &rec.value)?, rev),
             );
         }
-        it.next();
     }
-    it.status()?;
     Ok(out)
 }
 

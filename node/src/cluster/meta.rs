@@ -142,8 +142,24 @@ pub fn read_cluster(engine: &Engine) -> Result<Option<ClusterRecord>, StorageErr
 /// # Errors
 /// Storage failure or an unreadable record.
 pub fn read_nodes(engine: &Engine) -> Result<Vec<NodeRecord>, StorageError> {
+    records_under(engine, NODE_PREFIX)?
+        .into_iter()
+        .map(|(_, r)| json("node", &r.value))
+        .collect()
+}
+
+/// Every meta record whose key begins with `prefix`, in key order, as
+/// `(key without the shard prefix, record)`.
+///
+/// # Errors
+/// Storage failure or an undecodable record.
+pub fn records_under(
+    engine: &Engine,
+    prefix: &[u8],
+) -> Result<Vec<(Vec<u8>, Record)>, StorageError> {
     let cf = engine.cf(CF_DATA)?;
-    let start = data_key(META_SHARD, NODE_PREFIX);
+    let start = data_key(META_SHARD, prefix);
+    let skip = data_key(META_SHARD, b"").len();
     let mut ro = rocksdb::ReadOptions::default();
     if let Some(end) = prefix_successor(&start) {
         ro.set_iterate_upper_bound(end);
@@ -151,8 +167,11 @@ pub fn read_nodes(engine: &Engine) -> Result<Vec<NodeRecord>, StorageError> {
     let mut it = engine.db().raw_iterator_cf_opt(cf, ro);
     it.seek(&start);
     let mut out = Vec::new();
-    while let (true, Some(v)) = (it.valid(), it.value()) {
-        out.push(json("node", &Record::decode(v)?.value)?);
+    while let (true, Some(k), Some(v)) = (it.valid(), it.key(), it.value()) {
+        out.push((
+            k.get(skip..).unwrap_or_default().to_vec(),
+            Record::decode(v)?,
+        ));
         it.next();
     }
     it.status()?;

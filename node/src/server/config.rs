@@ -143,6 +143,9 @@ pub struct TlsSettings {
     /// Close client HTTP/2 connections after this many milliseconds so they
     /// re-handshake with current material (0, the default: never).
     pub max_connection_age_ms: u64,
+    /// Serve the metrics and health port over TLS too (default off: most
+    /// scrapers reach it in-cluster; a client certificate is not required).
+    pub metrics: bool,
 }
 
 impl Default for TlsSettings {
@@ -155,6 +158,7 @@ impl Default for TlsSettings {
             cluster_name: "cairn".into(),
             reload_interval_ms: 10_000,
             max_connection_age_ms: 0,
+            metrics: false,
         }
     }
 }
@@ -178,6 +182,11 @@ impl TlsSettings {
         if set != 0 && set != 3 {
             return Err(ConfigError::Invalid(
                 "tls needs ca, cert and key together (tls-ca, tls-cert, tls-key)".into(),
+            ));
+        }
+        if set == 0 && self.metrics {
+            return Err(ConfigError::Invalid(
+                "tls-metrics without tls-ca, tls-cert and tls-key".into(),
             ));
         }
         if set == 0 && self.crl.is_some() {
@@ -350,6 +359,9 @@ pub struct Cli {
     /// Close client connections after this many milliseconds (0: never).
     #[arg(long, env = "CAIRN_TLS_MAX_CONNECTION_AGE_MS")]
     pub tls_max_connection_age_ms: Option<u64>,
+    /// Serve the metrics port over TLS too.
+    #[arg(long, env = "CAIRN_TLS_METRICS")]
+    pub tls_metrics: bool,
     /// File with the root password: turns authentication on, once, for the
     /// whole cluster (creates user root).
     #[arg(long, env = "CAIRN_AUTH_ROOT_PASSWORD_FILE")]
@@ -478,6 +490,7 @@ impl Config {
             auth_root_password_file => auth.root_password_file,
         );
         c.bootstrap |= cli.bootstrap;
+        c.tls.metrics |= cli.tls_metrics;
         c.validate()?;
         Ok(c)
     }
@@ -632,6 +645,7 @@ mod tests {
             vec!["--tls-ca", "ca.pem"],
             vec!["--tls-cert", "n.pem", "--tls-key", "n.key"],
             vec!["--tls-crl", "crl.pem"],
+            vec!["--tls-metrics"],
             with(["--tls-cluster-name", "a/b"]),
             with(["--tls-reload-interval-ms", "5"]),
         ] {

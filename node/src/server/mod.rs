@@ -377,10 +377,23 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningNode,
     };
     servers.push(("HTTP", http_server));
     let ops_router = ops_router(metrics.clone(), ready.clone());
-    servers.push((
-        "metrics",
-        serve_http(metrics_l, ops_router, stop_rx.clone()),
-    ));
+    let ops_server = match (&tls, config.tls.metrics) {
+        (Some(tls), true) => {
+            let listener = HttpsListener {
+                local: metrics_addr,
+                incoming: tls.incoming(metrics_l, cairn_tls::Alpn::Http1),
+            };
+            let stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, ops_router)
+                    .with_graceful_shutdown(wait_stop(stop))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        }
+        _ => serve_http(metrics_l, ops_router, stop_rx.clone()),
+    };
+    servers.push(("metrics", ops_server));
 
     let mut background = vec![(
         "ttl reaper",

@@ -22,3 +22,27 @@ pub fn start_node(args: &[&str]) -> TestNode {
     .expect("start cairn-node");
     TestNode { node, dir }
 }
+
+/// Sends one raw HTTP/1.1 request (`Connection: close`) to `addr` over TLS
+/// with `tls`'s client settings and returns the whole answer as text.
+pub async fn https_exchange(
+    addr: std::net::SocketAddr,
+    tls: &cairn_tls::TlsContext,
+    request: &[u8],
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut config = (*tls.client_config()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1").expect("server name"),
+            tcp,
+        )
+        .await
+        .expect("TLS handshake");
+    stream.write_all(request).await.expect("write request");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
