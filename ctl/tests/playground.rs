@@ -156,6 +156,86 @@ async fn a_secure_playground_serves_only_tls_clients() {
         !out.status.success(),
         "a plaintext client was served: {out:?}"
     );
+
+    // Authentication is on: the admin certificate signs in as root, the
+    // printed login line gives a session token, and a user made through
+    // the CLI gets exactly its role's grant.
+    let run = async |args: &[&str]| {
+        let out = cairnctl(&endpoint, args).await;
+        let text = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+        (out, text)
+    };
+    let mut whoami = flags.to_vec();
+    whoami.push("whoami");
+    let (out, text) = run(&whoami).await;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains("\"root\"") && text.contains("certificate"),
+        "{text}"
+    );
+    let password = data.join("root-password").display().to_string();
+    let ca_only = ["--tls-ca", ca.as_str()];
+    let (out, token) = run(&[
+        &ca_only[..],
+        &["login", "--user", "root", "--password-file", &password],
+    ]
+    .concat())
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let as_root = [&ca_only[..], &["--token", token.as_str()]].concat();
+    let (out, _) = run(&[
+        &as_root[..],
+        &["role", "add", "app", "--rule", "prefix=app/:read,write"],
+    ]
+    .concat())
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let app_pw = dir.path().join("app-password");
+    std::fs::write(&app_pw, "app-password-1\n").expect("write password");
+    let app_pw = app_pw.display().to_string();
+    let (out, _) = run(&[
+        &as_root[..],
+        &[
+            "user",
+            "add",
+            "alice",
+            "--password-file",
+            &app_pw,
+            "--role",
+            "app",
+        ],
+    ]
+    .concat())
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let (out, users) = run(&[&as_root[..], &["user", "list"]].concat()).await;
+    assert!(
+        out.status.success() && users.contains("alice\troles=app"),
+        "{users}"
+    );
+    let (out, alice) = run(&[
+        &ca_only[..],
+        &["login", "--user", "alice", "--password-file", &app_pw],
+    ]
+    .concat())
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let as_alice = [&ca_only[..], &["--token", alice.as_str()]].concat();
+    let (out, _) = run(&[&as_alice[..], &["put", "app/x", "1"]].concat()).await;
+    assert!(out.status.success(), "{out:?}");
+    let (out, _) = run(&[&as_alice[..], &["put", "other", "1"]].concat()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("permission denied") && err.contains("\"other\""),
+        "{err}"
+    );
+    let (out, _) = run(&[&ca_only[..], &["put", "app/y", "1"]].concat()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "no credential was served: {out:?}"
+    );
     let exit = stop(child).await;
     assert!(exit.success(), "{exit:?}");
 }
