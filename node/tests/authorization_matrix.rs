@@ -1118,3 +1118,323 @@ async fn every_route_under_every_caller_is_refused_or_served_exactly_as_its_gran
         assert!(n > 0.0, "{line}");
     }
 }
+
+/// A refusal as the table states it: gRPC code, stable code, message.
+type Refusal = (Code, String, String);
+
+/// The error a call answered with: gRPC code and stable code.
+fn refusal<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+) -> (Code, String, String) {
+    let s = r.expect_err("the call was refused");
+    let code = s
+        .metadata()
+        .get("cairn-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (s.code(), code, s.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_control_refuses_bad_input_with_stable_codes_and_changes_nothing() {
+    let cluster = LocalCluster::start(ClusterSpec::new(1, 4).with_auth())
+        .await
+        .unwrap();
+    let root = cluster.root_token().unwrap();
+    let ch = Channel::from_shared(cluster.endpoints()[0].clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut api = AuthC::new(ch.clone());
+    let user = |name: &str, password: &str, roles: &[&str]| authpb::PutUserRequest {
+        name: name.into(),
+        password: password.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        ..Default::default()
+    };
+    let role = |name: &str, rules: Vec<authpb::KeyRule>| authpb::PutRoleRequest {
+        role: Some(authpb::Role {
+            name: name.into(),
+            rules,
+            ..Default::default()
+        }),
+    };
+    let rule = |prefix: &str, start: &str, end: &str, perms: Vec<i32>| authpb::KeyRule {
+        prefix: key(prefix),
+        start: key(start),
+        end: key(end),
+        permissions: perms,
+    };
+    api.put_role(as_user(
+        &root,
+        role("held", vec![rule("h/", "", "", vec![1])]),
+    ))
+    .await
+    .unwrap();
+    api.put_user(as_user(&root, user("holder", "", &["held"])))
+        .await
+        .unwrap();
+    let before = api
+        .list_users(as_user(&root, authpb::ListUsersRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let cases: Vec<(&str, Refusal, Code, &str, &str)> = vec![
+        (
+            "bad user name",
+            refusal(
+                api.put_user(as_user(&root, user("bad name", "", &[])))
+                    .await,
+            ),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "letters, digits",
+        ),
+        (
+            "short password",
+            refusal(api.put_user(as_user(&root, user("u1", "short", &[]))).await),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "8 to 1024",
+        ),
+        (
+            "unknown role",
+            refusal(
+                api.put_user(as_user(&root, user("u1", "", &["nope"])))
+                    .await,
+            ),
+            Code::NotFound,
+            "role_not_found",
+            "\"nope\"",
+        ),
+        (
+            "create_only on an existing user",
+            refusal(
+                api.put_user(as_user(
+                    &root,
+                    authpb::PutUserRequest {
+                        create_only: true,
+                        ..user("holder", "", &["held"])
+                    },
+                ))
+                .await,
+            ),
+            Code::AlreadyExists,
+            "user_exists",
+            "holder",
+        ),
+        (
+            "the last root loses root",
+            refusal(
+                api.put_user(as_user(&root, user("root", "", &["readonly"])))
+                    .await,
+            ),
+            Code::FailedPrecondition,
+            "role_in_use",
+            "last one holding role root",
+        ),
+        (
+            "the last root removed",
+            refusal(
+                api.delete_user(as_user(
+                    &root,
+                    authpb::DeleteUserRequest {
+                        name: "root".into(),
+                    },
+                ))
+                .await,
+            ),
+            Code::FailedPrecondition,
+            "role_in_use",
+            "last one holding role root",
+        ),
+        (
+            "a built-in role redefined",
+            refusal(
+                api.put_role(as_user(
+                    &root,
+                    role("root", vec![rule("a", "", "", vec![1])]),
+                ))
+                .await,
+            ),
+            Code::FailedPrecondition,
+            "built_in_role",
+            "built in",
+        ),
+        (
+            "a built-in role removed",
+            refusal(
+                api.delete_role(as_user(
+                    &root,
+                    authpb::DeleteRoleRequest {
+                        name: "readonly".into(),
+                    },
+                ))
+                .await,
+            ),
+            Code::FailedPrecondition,
+            "built_in_role",
+            "built in",
+        ),
+        (
+            "prefix and range in one rule",
+            refusal(
+                api.put_role(as_user(
+                    &root,
+                    role("r1", vec![rule("a", "b", "", vec![1])]),
+                ))
+                .await,
+            ),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "both a prefix",
+        ),
+        (
+            "a rule without permissions",
+            refusal(
+                api.put_role(as_user(&root, role("r1", vec![rule("a", "", "", vec![])])))
+                    .await,
+            ),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "grants no permission",
+        ),
+        (
+            "an inverted range",
+            refusal(
+                api.put_role(as_user(
+                    &root,
+                    role("r1", vec![rule("", "b", "a", vec![1])]),
+                ))
+                .await,
+            ),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "covers no key",
+        ),
+        (
+            "an unknown permission",
+            refusal(
+                api.put_role(as_user(
+                    &root,
+                    role("r1", vec![rule("a", "", "", vec![99])]),
+                ))
+                .await,
+            ),
+            Code::InvalidArgument,
+            "bad_access_rule",
+            "unknown key permission 99",
+        ),
+        (
+            "a held role removed",
+            refusal(
+                api.delete_role(as_user(
+                    &root,
+                    authpb::DeleteRoleRequest {
+                        name: "held".into(),
+                    },
+                ))
+                .await,
+            ),
+            Code::FailedPrecondition,
+            "role_in_use",
+            "holder",
+        ),
+        (
+            "a token for no user",
+            refusal(
+                api.create_api_token(as_user(
+                    &root,
+                    authpb::CreateApiTokenRequest {
+                        user: "ghost".into(),
+                        ..Default::default()
+                    },
+                ))
+                .await,
+            ),
+            Code::NotFound,
+            "user_not_found",
+            "ghost",
+        ),
+        (
+            "a wrong password",
+            refusal(
+                api.login(authpb::LoginRequest {
+                    user: "root".into(),
+                    password: "wrong password".into(),
+                    ttl_ms: 0,
+                })
+                .await,
+            ),
+            Code::Unauthenticated,
+            "bad_credentials",
+            "no such user or wrong password",
+        ),
+        (
+            "an unknown user's login",
+            refusal(
+                api.login(authpb::LoginRequest {
+                    user: "ghost".into(),
+                    password: "whatever1".into(),
+                    ttl_ms: 0,
+                })
+                .await,
+            ),
+            Code::Unauthenticated,
+            "bad_credentials",
+            "no such user or wrong password",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, (code, stable, message), want_code, want_stable, fragment) in &cases {
+        if code != want_code || stable != want_stable || !message.contains(fragment) {
+            wrong.push(format!("{what}: want {want_code:?}/{want_stable} with {fragment:?}, got {code:?}/{stable}: {message}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let after = api
+        .list_users(as_user(&root, authpb::ListUsersRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before, after, "a refused change changed the users");
+    let roles = api
+        .list_roles(as_user(&root, authpb::ListRolesRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = roles.roles.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["root", "readonly", "held"]);
+
+    // A cluster without authentication has no users to manage or log in as.
+    let open = LocalCluster::start(ClusterSpec::new(1, 4)).await.unwrap();
+    let ch = Channel::from_shared(open.endpoints()[0].clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut api = AuthC::new(ch);
+    let (code, stable, message) = refusal(
+        api.login(authpb::LoginRequest {
+            user: "root".into(),
+            password: "anything1".into(),
+            ttl_ms: 0,
+        })
+        .await,
+    );
+    assert_eq!(
+        (code, stable.as_str()),
+        (Code::FailedPrecondition, "auth_disabled"),
+        "{message}"
+    );
+    assert!(message.contains("--auth-root-password-file"), "{message}");
+    let who = api
+        .who_am_i(authpb::WhoAmIRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!who.auth_enabled);
+}
