@@ -102,6 +102,19 @@ impl AuthGrpc {
         self.gate.records().map_err(|e| e.status())
     }
 
+    /// Stores `value` at `key` if the record is still at mod revision `rev`
+    /// (0: absent).
+    async fn replace<T: serde::Serialize>(
+        &self,
+        key: Vec<u8>,
+        rev: u64,
+        value: &T,
+    ) -> Result<(), Status> {
+        let change =
+            Change::put(key.clone(), value).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
+        self.commit(&[(key, rev)], vec![change]).await
+    }
+
     /// Commits `changes` if every `expect` (key, mod revision) still holds.
     async fn commit(&self, expect: &[(Vec<u8>, u64)], changes: Vec<Change>) -> Result<(), Status> {
         let now = self.gate.clock().now_ms();
@@ -441,10 +454,8 @@ impl authpb::auth_server::Auth for AuthGrpc {
             api_tokens: old.map(|u| u.api_tokens).unwrap_or_default(),
         };
         user.validate().map_err(bad)?;
-        let key = records::user_key(&user.name);
-        let change =
-            Change::put(key.clone(), &user).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        self.commit(&[(key, rev)], vec![change]).await?;
+        self.replace(records::user_key(&user.name), rev, &user)
+            .await?;
         Ok(Response::new(authpb::PutUserResponse {
             user: Some(user_pb(&user)),
             created: rev == 0,
@@ -498,10 +509,8 @@ impl authpb::auth_server::Auth for AuthGrpc {
         )?;
         let recs = self.fresh().await?;
         let rev = recs.roles.get(&role.name).map_or(0, |(_, r)| *r);
-        let key = records::role_key(&role.name);
-        let change =
-            Change::put(key.clone(), &role).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        self.commit(&[(key, rev)], vec![change]).await?;
+        self.replace(records::role_key(&role.name), rev, &role)
+            .await?;
         Ok(Response::new(authpb::PutRoleResponse {
             role: Some(role_pb(&role, false)),
             created: rev == 0,
@@ -578,10 +587,8 @@ impl authpb::auth_server::Auth for AuthGrpc {
         let id = record.id.clone();
         let mut user = user.clone();
         user.api_tokens.push(record);
-        let key = records::user_key(&user.name);
-        let change =
-            Change::put(key.clone(), &user).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        self.commit(&[(key, *rev)], vec![change]).await?;
+        self.replace(records::user_key(&user.name), *rev, &user)
+            .await?;
         Ok(Response::new(authpb::CreateApiTokenResponse {
             id,
             token: text,
@@ -606,10 +613,8 @@ impl authpb::auth_server::Auth for AuthGrpc {
         };
         let mut user = user.clone();
         user.api_tokens.retain(|t| t.id != id);
-        let key = records::user_key(&user.name);
-        let change =
-            Change::put(key.clone(), &user).map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        self.commit(&[(key, *rev)], vec![change]).await?;
+        self.replace(records::user_key(&user.name), *rev, &user)
+            .await?;
         Ok(Response::new(authpb::RevokeApiTokenResponse {
             existed: true,
         }))
@@ -632,9 +637,7 @@ impl authpb::auth_server::Auth for AuthGrpc {
                 self.times.max_ttl.as_millis() as u64,
             )
             .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        let change = Change::put(records::CONFIG_KEY.to_vec(), &config)
-            .map_err(|e| err(ErrorCode::Internal, e.to_string()))?;
-        self.commit(&[(records::CONFIG_KEY.to_vec(), *rev)], vec![change])
+        self.replace(records::CONFIG_KEY.to_vec(), *rev, &config)
             .await?;
         Ok(Response::new(authpb::RotateSigningKeyResponse {
             key_id,
