@@ -95,52 +95,40 @@ fn bearer(value: Option<&str>) -> Option<String> {
 impl Credentials {
     /// What a gRPC request carries.
     pub fn of_grpc<T>(req: &tonic::Request<T>) -> Self {
-        let md = req.metadata();
-        let conn = req.extensions().get::<cairn_tls::ConnInfo>();
-        Self {
-            bearer: bearer(md.get("authorization").and_then(|v| v.to_str().ok())),
-            on_behalf_of: md
-                .get(ON_BEHALF_OF)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            cert: conn.and_then(|c| c.identity.clone()),
-            remote: conn.and_then(|c| c.remote).or_else(|| req.remote_addr()),
-        }
+        Self::of(
+            req.metadata().as_ref(),
+            req.extensions().get::<cairn_tls::ConnInfo>(),
+            req.remote_addr(),
+        )
     }
 
     /// What a request carries, from its headers and its connection's
     /// extensions (as tower services see it).
     pub fn of_parts(headers: &http::HeaderMap, ext: &http::Extensions) -> Self {
-        let conn = ext.get::<cairn_tls::ConnInfo>();
         let tcp = ext
             .get::<tonic::transport::server::TcpConnectInfo>()
             .and_then(|t| t.remote_addr());
-        Self {
-            bearer: bearer(
-                headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            on_behalf_of: headers
-                .get(ON_BEHALF_OF)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string),
-            cert: conn.and_then(|c| c.identity.clone()),
-            remote: conn.and_then(|c| c.remote).or(tcp),
-        }
+        Self::of(headers, ext.get::<cairn_tls::ConnInfo>(), tcp)
     }
 
     /// What an HTTP request carries.
     pub fn of_http(headers: &http::HeaderMap, conn: Option<&cairn_tls::ConnInfo>) -> Self {
+        Self::of(headers, conn, None)
+    }
+
+    /// The one reading of headers and connection: `tcp` is the peer
+    /// address of a plaintext connection.
+    fn of(
+        headers: &http::HeaderMap,
+        conn: Option<&cairn_tls::ConnInfo>,
+        tcp: Option<SocketAddr>,
+    ) -> Self {
+        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
         Self {
-            bearer: bearer(
-                headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            ),
-            on_behalf_of: None,
+            bearer: bearer(text(http::header::AUTHORIZATION.as_str())),
+            on_behalf_of: text(ON_BEHALF_OF).map(str::to_string),
             cert: conn.and_then(|c| c.identity.clone()),
-            remote: conn.and_then(|c| c.remote),
+            remote: conn.and_then(|c| c.remote).or(tcp),
         }
     }
 }
